@@ -1,0 +1,1 @@
+"""Dataset curation: scorers, the LVD table, filters, funnel statistics and subsets."""

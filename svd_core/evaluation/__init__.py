@@ -1,0 +1,1 @@
+"""Evaluation: eval sets, study design, preference statistics and promotion decisions."""

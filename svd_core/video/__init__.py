@@ -1,0 +1,1 @@
+"""Video decoding, sample-video generation, cut detection and clip writing."""
