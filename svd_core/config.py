@@ -74,7 +74,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at the top level, not {type(data).__name__}")
+        raise ConfigError(
+            f"config file {path} must hold a mapping at the top level, not {type(data).__name__}"
+        )
     return data
 
 
@@ -106,3 +108,30 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: Iterabl
 
 def dump_config(config: StageConfig) -> str:
     return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+def schema_of_file(path: str | Path) -> type[StageConfig]:
+    """The config class named on a shipped config's `# schema: module:Class` comment line."""
+    import importlib
+
+    if not Path(path).is_file():
+        raise ConfigError(f"config file {path} does not exist; pass a path to a YAML file under configs/")
+    for line in Path(path).read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        if line.lower().startswith("# schema:"):
+            target = line.split(":", 1)[1].strip()
+            module_name, _, class_name = target.partition(":")
+            try:
+                cls = getattr(importlib.import_module(module_name), class_name)
+            except (ImportError, AttributeError) as exc:
+                raise ConfigError(f"{path}: schema {target!r} cannot be imported ({exc})") from exc
+            if not (isinstance(cls, type) and issubclass(cls, StageConfig)):
+                raise ConfigError(f"{path}: schema {target!r} is not a StageConfig")
+            return cls
+    raise ConfigError(f"{path}: no '# schema: module:Class' comment line at the top of the file")
+
+
+def load_any_config(path: str | Path, overrides: Iterable[str] = ()) -> StageConfig:
+    """Load a config file with the class its `# schema:` line names."""
+    return load_config(schema_of_file(path), path, overrides)

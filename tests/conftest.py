@@ -1,0 +1,70 @@
+"""Shared fixtures: an isolated SVD home per test, the local stack, a throwaway PostgreSQL database."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import RunningStack, _stack_env, postgres_available, svd_cli
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+@pytest.fixture
+def svd_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh SVD_HOME with no stack env, so tests never see the developer's .svd/."""
+    home = tmp_path / "svd_home"
+    monkeypatch.setenv("SVD_HOME", str(home))
+    for key in list(os.environ):
+        if key.startswith("SVD_") and key != "SVD_HOME":
+            monkeypatch.delenv(key)
+    return home
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """The local stack (SQLite backends), started once per test session via the real CLI."""
+    home = tmp_path_factory.mktemp("stack_home")
+    env = _stack_env(home)
+    svd_cli("stack", "up", env=env)
+    try:
+        yield RunningStack(home, env)
+    finally:
+        svd_cli("stack", "down", env=env, check=False)
+
+
+@pytest.fixture
+def postgres_db() -> Iterator[Callable[[], str]]:
+    """Factory of throwaway PostgreSQL databases (dropped afterwards); skips where no server runs."""
+    reason = postgres_available()
+    if reason:
+        pytest.skip(reason)
+    import psycopg2
+
+    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    conn.autocommit = True
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"svd_test_{uuid.uuid4().hex[:10]}"
+        conn.cursor().execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        return name
+
+    try:
+        yield make
+    finally:
+        cur = conn.cursor()
+        for name in made:
+            cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.close()

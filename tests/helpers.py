@@ -1,0 +1,77 @@
+"""Helpers shared by tests: free ports, the real `svd` CLI in a subprocess, stack env, PostgreSQL probe."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _stack_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {
+        "SVD_HOME": str(home),
+        "SVD_STACK_S3_PORT": str(free_port()),
+        "SVD_STACK_MLFLOW_PORT": str(free_port()),
+        "SVD_STACK_PREFECT_PORT": str(free_port()),
+    }
+    env.update(extra)
+    return env
+
+
+def svd_cli(*args: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 300):
+    """Run the real `svd` entry point in a subprocess (as a user would)."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SVD_", "MLFLOW_", "PREFECT_API"))}
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"svd {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
+    return proc
+
+
+class RunningStack:
+    def __init__(self, home: Path, env: dict[str, str]):
+        self.home = home
+        self.env = env
+        self.urls = dict(
+            line.split("=", 1)
+            for line in (home / "stack.env").read_text().splitlines()
+            if line and not line.startswith("#")
+        )
+
+    def client_env(self) -> dict[str, str]:
+        """Environment for a client process of this stack."""
+        return {**self.env, **self.urls}
+
+
+def postgres_available() -> str | None:
+    """Reason to skip, or None when this machine's PostgreSQL answers on 127.0.0.1:5432."""
+    try:
+        import psycopg2
+    except ImportError:
+        return "psycopg2 not installed"
+    try:
+        psycopg2.connect(
+            host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=3
+        ).close()
+    except Exception as exc:
+        return f"no PostgreSQL on 127.0.0.1:5432 ({exc.__class__.__name__})"
+    return None
