@@ -8,6 +8,7 @@ live in validators so a bad config fails before any work starts.
 from __future__ import annotations
 
 import copy
+import re
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -36,6 +37,9 @@ class StageConfig(BaseModel):
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
+_SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """`a.b.c=value` -> (["a", "b", "c"], value); the value is parsed as YAML (numbers, lists, null)."""
     key, sep, raw = text.partition("=")
@@ -43,6 +47,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override {text!r} is not of the form dotted.key=value (e.g. train.lr=1e-4)")
     try:
         value = yaml.safe_load(raw) if raw != "" else ""
+        if isinstance(value, str) and _SCIENTIFIC.match(value):  # YAML 1.1 reads `3e-5` as a string
+            value = float(value)
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {text!r}: value is not valid YAML ({exc.__class__.__name__})") from exc
     return key.split("."), value
