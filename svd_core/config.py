@@ -8,9 +8,9 @@ live in validators so a bad config fails before any work starts.
 from __future__ import annotations
 
 import copy
-import re
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
