@@ -58,6 +58,13 @@ def resolve(uri: str) -> ResolvedModel:
     return ResolvedModel(mv.name, str(mv.version), mv.run_id or "", dict(mv.tags or {}))
 
 
+def resolve_or_none(uri: str) -> ResolvedModel | None:
+    try:
+        return resolve(uri)
+    except InputError:
+        return None
+
+
 def _what_exists(client: MlflowClient, name: str) -> str:
     try:
         versions = client.search_model_versions(f"name='{name}'")
@@ -76,10 +83,20 @@ def download_pipeline(uri: str, dest: Path | None = None) -> Path:
     local = mlflow.artifacts.download_artifacts(
         artifact_uri=f"{model.uri}", dst_path=str(dest) if dest else None
     )
-    folder = Path(local) / "artifacts" / PIPELINE_ARTIFACT
-    if not folder.is_dir():
+    return pipeline_folder(Path(local), uri)
+
+
+def pipeline_folder(model_dir: Path, uri: str = "") -> Path:
+    """The pipeline folder inside a downloaded pyfunc model (its path is recorded in MLmodel)."""
+    import yaml
+
+    mlmodel = model_dir / "MLmodel"
+    spec = yaml.safe_load(mlmodel.read_text()) if mlmodel.is_file() else {}
+    entry = spec.get("flavors", {}).get("python_function", {}).get("artifacts", {}).get(PIPELINE_ARTIFACT)
+    folder = model_dir / entry["path"] if entry else None
+    if folder is None or not folder.is_dir():
         raise InputError(
-            f"{uri} holds no pipeline folder (artifacts/{PIPELINE_ARTIFACT}); was it registered by svd?"
+            f"{uri or model_dir} holds no '{PIPELINE_ARTIFACT}' artifact; was it registered by svd?"
         )
     return folder
 
