@@ -139,7 +139,19 @@ def _mask_secret(value: SecretStr | None) -> str | None:
 
 def load_settings() -> Settings:
     """Read settings now (no caching: the stack env file may have changed)."""
-    return Settings(_env_file=[p for p in _env_files() if p.is_file()] or None)  # type: ignore[call-arg]
+    from pydantic import ValidationError
+
+    from svd_core.config import format_validation_error
+    from svd_core.errors import ConfigError
+
+    files = [p for p in _env_files() if p.is_file()]
+    try:
+        return Settings(_env_file=files or None)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        sources = ", ".join(str(p) for p in files) or "no settings file"
+        fields = ", ".join(f"SVD_{str(e['loc'][0]).upper()}" for e in exc.errors() if e["loc"])
+        message = format_validation_error(exc, f"settings (from the environment and {sources})")
+        raise ConfigError(f"{message} (fix {fields})") from None
 
 
 @cache

@@ -1,0 +1,150 @@
+"""Funnel statistics of a filter run: what each filter removed alone and in order, and how scores moved.
+
+Rows and hours both matter: the paper reports LVD -> LVD-F as 577M -> 152M clips and 212 -> 51 years,
+and a filter that prefers short clips removes more hours than rows. The metrics dict is JSON-ready with
+shallow, dot-free keys so `dvc metrics show` prints it as `filters.clip_score.removed_alone_rows` etc.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from svd_core.curation.filter_config import FilterConfig
+from svd_core.curation.filters import FilterResult
+from svd_core.curation.schema import SCORE_COLUMNS
+
+QUANTILE_COLUMNS: tuple[str, ...] = (*SCORE_COLUMNS, "duration_s")
+"""Columns whose quantiles the funnel reports before and after filtering."""
+
+
+@dataclass(frozen=True)
+class Funnel:
+    steps: pd.DataFrame
+    """One row per active filter, in config order: removed alone / in order, remaining, thresholds."""
+    quantiles: pd.DataFrame
+    """One row per (stage, column): stage is "before" or "after"; one column per percentile (p5, p25...)."""
+    metrics: dict[str, Any]
+    """JSON-ready summary (totals, kept fraction, per-filter numbers, thresholds, quantiles)."""
+
+    def metrics_json(self) -> bytes:
+        return (json.dumps(self.metrics, indent=2, sort_keys=False, allow_nan=False) + "\n").encode()
+
+    def steps_csv(self) -> bytes:
+        return self.steps.to_csv(index=False).encode()
+
+    def quantiles_csv(self) -> bytes:
+        return self.quantiles.to_csv(index=False).encode()
+
+
+def _number(value: Any) -> float | int | None:
+    """Plain Python number for JSON (numpy scalars are not serialisable; NaN is not valid JSON)."""
+    if value is None:
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    value = float(value)
+    return None if math.isnan(value) or math.isinf(value) else value
+
+
+def _hours(table: pd.DataFrame, mask: pd.Series | None = None) -> float:
+    durations = table["duration_s"] if mask is None else table.loc[mask, "duration_s"]
+    return float(durations.sum()) / 3600.0
+
+
+def percentile_key(q: float) -> str:
+    """5 -> "p5", 12.5 -> "p12_5" (no dots: DVC and dashboards split keys on them)."""
+    return "p" + f"{q:g}".replace(".", "_")
+
+
+def _step_rows(table: pd.DataFrame, result: FilterResult) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    total_rows, total_hours = len(table), _hours(table)
+    remaining = pd.Series(True, index=table.index)
+    for name, mask in result.masks.items():
+        before = remaining
+        remaining = remaining & mask
+        removed_step = before & ~mask
+        threshold = result.thresholds.get(name)
+        rows.append(
+            {
+                "filter": name,
+                "min": threshold.min if threshold else None,
+                "max": threshold.max if threshold else None,
+                "min_spec": threshold.min_spec if threshold else None,
+                "max_spec": threshold.max_spec if threshold else None,
+                "removed_alone_rows": int((~mask).sum()),
+                "removed_alone_hours": _hours(table, ~mask),
+                "removed_alone_fraction": float((~mask).sum()) / total_rows,
+                "removed_in_order_rows": int(removed_step.sum()),
+                "removed_in_order_hours": _hours(table, removed_step),
+                "remaining_rows": int(remaining.sum()),
+                "remaining_hours": _hours(table, remaining),
+                "remaining_fraction": float(remaining.sum()) / total_rows,
+                "remaining_hours_fraction": _hours(table, remaining) / total_hours if total_hours else None,
+            }
+        )
+    return rows
+
+
+def _quantile_rows(table: pd.DataFrame, stage: str, percents: tuple[float, ...]) -> list[dict[str, Any]]:
+    rows = []
+    for column in QUANTILE_COLUMNS:
+        if column not in table.columns:
+            continue
+        values = table[column].dropna().to_numpy(dtype=np.float64)
+        row: dict[str, Any] = {"stage": stage, "column": column, "count": len(values)}
+        quantiles = np.percentile(values, percents) if len(values) else [None] * len(percents)
+        row.update({percentile_key(q): _number(v) for q, v in zip(percents, quantiles, strict=True)})
+        row["mean"] = _number(values.mean()) if len(values) else None
+        rows.append(row)
+    return rows
+
+
+def _quantile_metrics(quantiles: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for record in quantiles.to_dict(orient="records"):
+        stage, column = record.pop("stage"), record.pop("column")
+        out.setdefault(stage, {})[column] = {k: _number(v) for k, v in record.items()}
+    return out
+
+
+def compute_funnel(
+    table: pd.DataFrame, result: FilterResult, cfg: FilterConfig, name: str | None = None
+) -> Funnel:
+    """Funnel statistics of `result` (from `apply_filters(table, cfg)`); `name` defaults to `cfg.name`."""
+    steps = pd.DataFrame(_step_rows(table, result))
+    kept = result.kept
+    quantiles = pd.DataFrame(
+        _quantile_rows(table, "before", cfg.quantiles) + _quantile_rows(kept, "after", cfg.quantiles)
+    )
+    input_hours, kept_hours = _hours(table), _hours(kept)
+    filters = {
+        record["filter"]: {
+            k: (v if isinstance(v, str) or v is None else _number(v))
+            for k, v in record.items()
+            if k not in {"filter", "min", "max", "min_spec", "max_spec"}  # thresholds have their own key
+        }
+        for record in steps.to_dict(orient="records")
+    }
+    metrics: dict[str, Any] = {
+        "name": name or cfg.name,
+        "config_hash": cfg.config_hash(),
+        "input_rows": len(table),
+        "input_hours": input_hours,
+        "input_mean_duration_s": _number(table["duration_s"].mean()),
+        "kept_rows": len(kept),
+        "kept_hours": kept_hours,
+        "kept_mean_duration_s": _number(kept["duration_s"].mean()),
+        "kept_fraction": len(kept) / len(table),
+        "kept_hours_fraction": kept_hours / input_hours if input_hours else None,
+        "filters": filters,
+        "thresholds": {name: t.to_dict() for name, t in result.thresholds.items()},
+        "quantiles": _quantile_metrics(quantiles),
+    }
+    return Funnel(steps=steps, quantiles=quantiles, metrics=metrics)
