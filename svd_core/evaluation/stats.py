@@ -1,0 +1,146 @@
+"""Pairwise preference statistics: win rates with Wilson intervals, exact binomial tests, position bias.
+
+Pairs are reported in a canonical orientation (model_x sorts before model_y) whatever side each vote
+listed them on. A win rate counts ties as half a win (as public arenas do); the exact binomial test uses
+decisive votes only, because a tie carries no evidence for either side.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from svd_core.evaluation.power import votes_still_needed
+
+PAIR_COLUMNS = [
+    "model_x",
+    "model_y",
+    "wins_x",
+    "wins_y",
+    "ties",
+    "n",
+    "win_rate_x",
+    "lower",
+    "upper",
+    "p_value",
+    "decisive_needed",
+    "more_votes_needed",
+]
+
+
+def wilson_interval(successes: Any, n: Any, confidence: float = 0.95) -> tuple[Any, Any]:
+    """Wilson score interval of a proportion (works on scalars and arrays; n = 0 gives (0, 1))."""
+    k = np.asarray(successes, dtype=np.float64)
+    n_arr = np.asarray(n, dtype=np.float64)
+    z = stats.norm.ppf(0.5 + confidence / 2.0)
+    safe_n = np.where(n_arr > 0, n_arr, 1.0)
+    p = k / safe_n
+    denom = 1.0 + z**2 / safe_n
+    center = (p + z**2 / (2 * safe_n)) / denom
+    half = z / denom * np.sqrt(p * (1 - p) / safe_n + z**2 / (4 * safe_n**2))
+    lower = np.where(n_arr > 0, np.clip(center - half, 0.0, 1.0), 0.0)
+    upper = np.where(n_arr > 0, np.clip(center + half, 0.0, 1.0), 1.0)
+    if lower.ndim == 0:
+        return float(lower), float(upper)
+    return lower, upper
+
+
+def binomial_test(successes: int, n: int, p: float = 0.5) -> float:
+    """Exact two-sided binomial test p-value (1.0 when there is no decisive vote)."""
+    if n == 0:
+        return 1.0
+    return float(stats.binomtest(int(successes), int(n), p, alternative="two-sided").pvalue)
+
+
+def winner_model(votes: pd.DataFrame) -> np.ndarray:
+    """Name of the winning model per vote ('' for a tie)."""
+    a, b, w = votes["model_a"].to_numpy(str), votes["model_b"].to_numpy(str), votes["winner"].to_numpy(str)
+    return np.where(w == "model_a", a, np.where(w == "model_b", b, ""))
+
+
+def pair_counts(votes: pd.DataFrame) -> pd.DataFrame:
+    """Per unordered pair (model_x < model_y): wins_x, wins_y, ties."""
+    a, b = votes["model_a"].to_numpy(str), votes["model_b"].to_numpy(str)
+    x, y = np.where(a < b, a, b), np.where(a < b, b, a)
+    won = winner_model(votes)
+    frame = pd.DataFrame(
+        {"model_x": x, "model_y": y, "wins_x": won == x, "wins_y": won == y, "ties": won == ""}
+    )
+    counts = frame.groupby(["model_x", "model_y"], sort=True).sum().astype(int).reset_index()
+    return counts
+
+
+def pairwise_table(
+    votes: pd.DataFrame, confidence: float = 0.95, alpha: float = 0.05, power: float = 0.8
+) -> pd.DataFrame:
+    """Win rate of model_x over model_y per pair with a Wilson interval, exact p-value and votes needed."""
+    counts = pair_counts(votes)
+    if counts.empty:
+        return pd.DataFrame(columns=PAIR_COLUMNS)
+    n = counts["wins_x"] + counts["wins_y"] + counts["ties"]
+    successes = counts["wins_x"] + 0.5 * counts["ties"]
+    lower, upper = wilson_interval(successes.to_numpy(), n.to_numpy(), confidence)
+    needed = [
+        votes_still_needed(r.wins_x, r.wins_y, r.ties, alpha, power) for r in counts.itertuples(index=False)
+    ]
+    return counts.assign(
+        n=n,
+        win_rate_x=successes / n,
+        lower=lower,
+        upper=upper,
+        p_value=[binomial_test(r.wins_x, r.wins_x + r.wins_y) for r in counts.itertuples(index=False)],
+        decisive_needed=[d["decisive_needed"] for d in needed],
+        more_votes_needed=[d["more_votes_needed"] for d in needed],
+    )[PAIR_COLUMNS]
+
+
+def pair_win_rate(pairwise: pd.DataFrame, model: str, opponent: str) -> dict[str, Any] | None:
+    """Row of `pairwise` seen from `model`'s side (win rate and interval flipped when needed)."""
+    x, y = sorted((model, opponent))
+    rows = pairwise[(pairwise["model_x"] == x) & (pairwise["model_y"] == y)]
+    if rows.empty:
+        return None
+    row = rows.iloc[0]
+    flip = model != x
+    return {
+        "model": model,
+        "opponent": opponent,
+        "wins": int(row["wins_y"] if flip else row["wins_x"]),
+        "losses": int(row["wins_x"] if flip else row["wins_y"]),
+        "ties": int(row["ties"]),
+        "n": int(row["n"]),
+        "win_rate": float(1 - row["win_rate_x"] if flip else row["win_rate_x"]),
+        "lower": float(1 - row["upper"] if flip else row["lower"]),
+        "upper": float(1 - row["lower"] if flip else row["upper"]),
+        "p_value": float(row["p_value"]),
+    }
+
+
+def win_rate_matrix(pairwise: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+    """Square table: row model's win rate against the column model (NaN where never compared)."""
+    matrix = pd.DataFrame(np.nan, index=models, columns=models)
+    for row in pairwise.itertuples(index=False):
+        if row.model_x in matrix.index and row.model_y in matrix.index:
+            matrix.loc[row.model_x, row.model_y] = row.win_rate_x
+            matrix.loc[row.model_y, row.model_x] = 1 - row.win_rate_x
+    return matrix
+
+
+def position_bias(votes: pd.DataFrame, confidence: float = 0.95) -> dict[str, Any]:
+    """How often the sample shown on the left wins among decisive votes, with a test against 50%."""
+    decisive = votes[votes["winner"] != "tie"]
+    n = len(decisive)
+    left_wins = int((decisive["winner"] == decisive["left"]).sum())
+    lower, upper = wilson_interval(left_wins, n, confidence)
+    return {
+        "decisive_votes": n,
+        "left_wins": left_wins,
+        "right_wins": n - left_wins,
+        "left_win_rate": left_wins / n if n else float("nan"),
+        "lower": lower,
+        "upper": upper,
+        "p_value": binomial_test(left_wins, n),
+    }

@@ -1,0 +1,274 @@
+"""Pairwise study design as in the SVD paper (appendix E): round-robin pairs, randomised sides, gold checks.
+
+For every question, eval-set prompt and pair of models within an ablation axis there is one task, judged by
+`raters_per_pair` raters. Which model is shown on the left is drawn per task and recorded (`left`), so
+position bias can be measured and removed. Attention checks ("gold" tasks: a sample against a visibly
+degraded copy of itself, `model_a` the right answer) make up `gold_rate` of every queue. The design is a
+pure function of (eval set, samples, config): the same seed gives the same tasks and the same queues.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from svd_core import io
+from svd_core.errors import InputError
+from svd_core.evaluation.eval_config import StudyConfig
+from svd_core.evaluation.evalsets import EvalItem, EvalSet
+from svd_core.evaluation.imports import derive_task_id
+
+GOLD_SUFFIX = "~degraded"
+VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".gif")
+SIDES = ("model_a", "model_b")
+
+
+@dataclass
+class StudyDesign:
+    """Tasks (dicts the rating app takes), the rater assignment and the degraded copies gold tasks need."""
+
+    study_id: str
+    tasks: list[dict[str, Any]]
+    assignment: dict[str, list[str]]
+    gold_copies: list[dict[str, Any]] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "study_id": self.study_id,
+            "tasks": self.tasks,
+            "assignment": self.assignment,
+            "gold_copies": self.gold_copies,
+            "meta": self.meta,
+        }
+
+    def write(self, uri: str) -> None:
+        io.write_bytes(uri, json.dumps(self.to_dict(), indent=1).encode())
+
+
+def load_study_design(uri: str) -> StudyDesign:
+    try:
+        data = json.loads(io.read_bytes(uri))
+        return StudyDesign(**data)
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise InputError(f"{uri} is not a study design written by `svd eval design-study` ({exc})") from exc
+
+
+# --- gold pairs --------------------------------------------------------------------------------------
+def degrade_video_frames(frames: np.ndarray, seed: int, noise_std: float = 30.0) -> np.ndarray:
+    """A visibly worse copy for attention checks: heavy Gaussian blur plus blotchy flickering noise.
+
+    `frames` is uint8 (T, H, W, C). The blur (sigma 4% of the long side, at least 2 px) removes detail;
+    the noise is drawn per frame on a coarse grid (1/16 of the long side) and upsampled, so it shows as
+    flickering blotches: clearly worse to any attentive rater, and unlike fine pixel noise it does not
+    add high-frequency energy that a sharpness proxy would mistake for detail.
+    """
+    if frames.ndim != 4 or frames.dtype != np.uint8 or frames.shape[0] == 0:
+        raise InputError(
+            f"frames must be a non-empty uint8 (T, H, W, C) array, got {frames.dtype} {frames.shape}"
+        )
+    height, width = frames.shape[1:3]
+    sigma = max(2.0, 0.04 * max(height, width))
+    cell = max(4, max(height, width) // 16)
+    rng = np.random.default_rng(seed)
+    out = np.empty_like(frames)
+    for t, frame in enumerate(frames):
+        blurred = cv2.GaussianBlur(frame, (0, 0), sigmaX=sigma).astype(np.float32).reshape(frame.shape)
+        coarse = rng.normal(0.0, noise_std, size=(height // cell + 2, width // cell + 2)).astype(np.float32)
+        noise = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_LINEAR)
+        out[t] = np.clip(blurred + noise[..., None], 0, 255).round().astype(np.uint8)
+    return out
+
+
+def degraded_uri(sample_uri: str, gold_dir: str | None) -> str:
+    """Where the degraded copy of `sample_uri` goes: `gold_dir/<hash>-<name>` or beside it as `.degraded.mp4`."""
+    stem = sample_uri.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    if gold_dir is None:
+        return sample_uri.rsplit(".", 1)[0] + ".degraded.mp4"
+    tag = hashlib.sha256(sample_uri.encode()).hexdigest()[:8]
+    return io.join_uri(gold_dir, f"{tag}-{stem}.degraded.mp4")
+
+
+def render_gold_copy(src_uri: str, dst_uri: str, seed: int) -> None:
+    """Decode `src_uri`, degrade its frames and write an H.264 MP4 to `dst_uri` (atomically, any store)."""
+    import tempfile
+    from pathlib import Path
+
+    import av
+
+    with io.local_copy(src_uri) as src:
+        try:
+            with av.open(str(src)) as container:
+                stream = container.streams.video[0]
+                rate = stream.average_rate or 8
+                frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(stream)])
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise InputError(f"sample {src_uri} cannot be decoded as a video ({exc}); re-render it") from exc
+    bad = degrade_video_frames(frames, seed)
+    height, width = (bad.shape[1] // 2) * 2, (bad.shape[2] // 2) * 2  # yuv420p needs even sides
+    with tempfile.TemporaryDirectory() as tmp:
+        out_path = Path(tmp) / "gold.mp4"
+        with av.open(str(out_path), mode="w") as out:
+            stream = out.add_stream("libx264", rate=rate)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            for frame in bad:
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(frame[:height, :width], format="rgb24")))
+            out.mux(stream.encode())
+        io.put_file(out_path, dst_uri)
+
+
+def render_gold_copies(design: StudyDesign, overwrite: bool = False) -> list[str]:
+    """Write every degraded copy the design's gold tasks show; returns the URIs written."""
+    written = []
+    for copy in design.gold_copies:
+        if overwrite or not io.exists(copy["degraded_uri"]):
+            render_gold_copy(copy["source_uri"], copy["degraded_uri"], int(copy["seed"]))
+            written.append(copy["degraded_uri"])
+    return written
+
+
+# --- samples -----------------------------------------------------------------------------------------
+def _relative_parts(uri: str, root: str) -> list[str]:
+    if io.is_local(root) and io.is_local(uri):
+        return list(io.local_path(uri).resolve().relative_to(io.local_path(root).resolve()).parts)
+    return uri[len(root) :].lstrip("/").split("/")
+
+
+def samples_from_folder(root_uri: str) -> dict[str, dict[str, str]]:
+    """`root/<model>/<prompt_id>.mp4` -> {model: {prompt_id: uri}} (degraded copies are skipped)."""
+    root = root_uri.rstrip("/")
+    samples: dict[str, dict[str, str]] = {}
+    for uri in io.list_uris(root):
+        parts = _relative_parts(uri, root)
+        name = parts[-1]
+        if len(parts) != 2 or not name.lower().endswith(VIDEO_SUFFIXES) or ".degraded." in name:
+            continue
+        samples.setdefault(parts[0], {})[name.rsplit(".", 1)[0]] = uri
+    if not samples:
+        raise InputError(f"no samples under {root_uri}; expected <model>/<prompt_id>.mp4 files")
+    return samples
+
+
+def _check_samples(eval_set: EvalSet, samples: Mapping[str, Mapping[str, str]], models: list[str]) -> None:
+    for model in models:
+        if model not in samples:
+            raise InputError(
+                f"model {model!r} (from the study axes) has no samples; known: {sorted(samples)}"
+            )
+        missing = [pid for pid in eval_set.prompt_ids if pid not in samples[model]]
+        if missing:
+            raise InputError(
+                f"model {model!r} lacks samples for {len(missing)} prompt(s) of eval set "
+                f"{eval_set.name}@{eval_set.version}, e.g. {missing[:3]}; generate them first"
+            )
+        if GOLD_SUFFIX in model:
+            raise InputError(
+                f"model name {model!r} contains {GOLD_SUFFIX!r}, reserved for gold copies; rename it"
+            )
+
+
+def study_pairs(cfg: StudyConfig, models: list[str]) -> list[tuple[str, str]]:
+    """Unordered pairs of a full round-robin within each axis (a pair in two axes is asked once)."""
+    axes = cfg.axes or {"all": sorted(models)}
+    pairs = {tuple(sorted(p)) for axis in axes.values() for p in itertools.combinations(axis, 2)}
+    return sorted(pairs)  # type: ignore[arg-type]
+
+
+# --- tasks -------------------------------------------------------------------------------------------
+def _task(
+    cfg: StudyConfig, question: str, item: EvalItem, pair: tuple[str, str], uris: tuple[str, str], left: str
+) -> dict[str, Any]:
+    return {
+        "task_id": derive_task_id(cfg.study_id, question, item.prompt_id, *pair),
+        "study_id": cfg.study_id,
+        "question": question,
+        "prompt_id": item.prompt_id,
+        "prompt": item.prompt,
+        "image_uri": item.image_uri,
+        "model_a": pair[0],
+        "model_b": pair[1],
+        "sample_a_uri": uris[0],
+        "sample_b_uri": uris[1],
+        "left": left,
+        "is_gold": False,
+    }
+
+
+def _gold_count(n_regular: int, gold_rate: float) -> int:
+    return round(n_regular * gold_rate / (1.0 - gold_rate))
+
+
+def _gold_tasks(
+    cfg: StudyConfig,
+    eval_set: EvalSet,
+    samples: Mapping[str, Mapping[str, str]],
+    models: list[str],
+    questions: list[str],
+    n_regular: int,
+    rng: np.random.Generator,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    combos = list(itertools.product(questions, range(len(eval_set.items)), models))
+    n_gold = min(_gold_count(n_regular, cfg.gold_rate), len(combos))
+    tasks, copies = [], []
+    for index in sorted(rng.choice(len(combos), size=n_gold, replace=False)) if n_gold else []:
+        question, item_index, model = combos[index]
+        item = eval_set.items[item_index]
+        source = samples[model][item.prompt_id]
+        bad = degraded_uri(source, cfg.gold_dir)
+        pair = (model, model + GOLD_SUFFIX)
+        task = _task(cfg, question, item, pair, (source, bad), str(rng.choice(SIDES)))
+        task["is_gold"] = True
+        tasks.append(task)
+        copies.append({"source_uri": source, "degraded_uri": bad, "seed": int(rng.integers(2**31))})
+    unique_copies = list({c["degraded_uri"]: c for c in copies}.values())
+    return tasks, unique_copies
+
+
+def assign_raters(task_ids: list[str], cfg: StudyConfig, rng: np.random.Generator) -> dict[str, list[str]]:
+    """Each task to `raters_per_pair` distinct raters, least-loaded first; each queue in random order."""
+    raters = [f"rater_{i}" for i in range(cfg.num_raters)]
+    load = np.zeros(len(raters))
+    queues: dict[str, list[str]] = {r: [] for r in raters}
+    for task_id in task_ids:
+        # random tie-break, then the least loaded: loads stay within one task of each other
+        order = np.lexsort((rng.random(len(raters)), load))[: cfg.raters_per_pair]
+        for r in order:
+            queues[raters[r]].append(task_id)
+            load[r] += 1
+    return {r: [q[i] for i in rng.permutation(len(q))] for r, q in queues.items()}
+
+
+def design_study(
+    eval_set: EvalSet, samples: Mapping[str, Mapping[str, str]], cfg: StudyConfig
+) -> StudyDesign:
+    """Tasks for every question x prompt x pair, gold checks mixed in, and each rater's queue."""
+    models = sorted({m for axis in cfg.axes.values() for m in axis}) if cfg.axes else sorted(samples)
+    if len(models) < 2:
+        raise InputError(f"a study needs at least two models with samples, got {models}")
+    _check_samples(eval_set, samples, models)
+    rng = np.random.default_rng(cfg.seed)
+    questions = cfg.resolved_questions()
+    tasks = []
+    for question in questions:
+        for item in eval_set.items:
+            for pair in study_pairs(cfg, models):
+                uris = (samples[pair[0]][item.prompt_id], samples[pair[1]][item.prompt_id])
+                tasks.append(_task(cfg, question, item, pair, uris, str(rng.choice(SIDES))))
+    gold, copies = _gold_tasks(cfg, eval_set, samples, models, questions, len(tasks), rng)
+    tasks.extend(gold)
+    assignment = assign_raters([t["task_id"] for t in tasks], cfg, rng)
+    meta = {
+        "eval_set": {"name": eval_set.name, "version": eval_set.version},
+        "models": models,
+        "questions": questions,
+        "config": cfg.to_dict(),
+        "config_hash": cfg.config_hash(),
+    }
+    return StudyDesign(cfg.study_id, tasks, assignment, copies, meta)
