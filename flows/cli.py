@@ -13,6 +13,8 @@ import os
 import sys
 
 import typer
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # its torchvision-fallback notice on every run
 from rich.console import Console
 from rich.table import Table
 
