@@ -73,7 +73,9 @@ def _what_exists(client: MlflowClient, name: str) -> str:
     if not versions:
         return f"no registered model named {name!r}; train and register one first (svd train ...)"
     numbers = sorted(int(v.version) for v in versions)
-    aliases = sorted({a for v in versions for a in (v.aliases or [])})
+    # search_model_versions leaves `aliases` empty on some stores; the registered model has them all.
+    registered = client.search_registered_models(f"name='{name}'")
+    aliases = sorted({a for m in registered for a in (m.aliases or {})})
     return f"no such version or alias of {name!r}; versions: {numbers}, aliases: {aliases}"
 
 
