@@ -63,7 +63,10 @@ def resolve_stage_config(
         overrides.append(f"trainer.max_steps={max_steps}")
     cfg = validate_config(TrainStageConfig, apply_overrides(cfg.to_dict(), overrides), "<train config>")
     version = dataset_version(cfg.data.table_uri)
-    key_src = json.dumps({"config": cfg.to_dict(), "parent": parent or "", "data": version}, sort_keys=True)
+    # The data enters the key by content, not location: a republished identical table reuses the model.
+    config = cfg.to_dict()
+    config["data"].pop("table_uri")
+    key_src = json.dumps({"config": config, "parent": parent or "", "data": version}, sort_keys=True)
     lineage_key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
     if parent:
         local = str(registry.download_pipeline(parent))

@@ -168,3 +168,13 @@ def test_data_docs_upload_to_s3(mocked_s3: str, filtered) -> None:
     assert report.success and report.docs_index == "s3://svd-test/docs/lvd_f/index.html"
     assert b"lvd_f.table" in svd_io.read_bytes(report.docs_index)
     assert any("/validations/" in uri for uri in svd_io.list_uris("s3://svd-test/docs/lvd_f/"))
+
+
+def test_republishing_the_same_table_keeps_the_current_version(tmp_path: Path) -> None:
+    table = synthetic_lvd_table(50, seed=7)
+    first = publish_dataset(str(tmp_path), "lvd_f", table)
+    again = publish_dataset(str(tmp_path), "lvd_f", table.copy())
+    assert again.version == first.version
+    assert list_versions(str(tmp_path), "lvd_f") == [first.version]
+    changed = publish_dataset(str(tmp_path), "lvd_f", table.iloc[:-1])
+    assert changed.version != first.version

@@ -29,7 +29,7 @@ HINTS = {
     "datasets": "svd data build --config configs/data/build.yaml",
     "training": "svd train all --data <LVD-F table>  (or svd train image|video|finetune)",
     "registry": "svd train image|video|finetune  (each stage registers its model)",
-    "studies": "a preference study: the evaluate_models flow (see svd eval --help)",
+    "studies": "svd eval run --model models:/svd/1 --model models:/svd/2 synthetic.enabled=true  (or svd eval promote)",
     "ablations": "an ablation study that logs a run tagged svd.kind=ablation",
 }
 

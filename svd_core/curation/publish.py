@@ -158,6 +158,14 @@ def current_version(out_uri: str, name: str) -> PublishedVersion | None:
     return PublishedVersion(name, data["version"], base, files, data["rows"], data["published_at"])
 
 
+def _current_if_same_table(out_uri: str, name: str, digest: str) -> PublishedVersion | None:
+    current = current_version(out_uri, name)
+    if current is None:
+        return None
+    pointer = json.loads(io.read_bytes(io.join_uri(dataset_uri(out_uri, name), CURRENT_FILE)))
+    return current if pointer.get("table_sha256") == digest else None
+
+
 def read_current_table(out_uri: str, name: str) -> pd.DataFrame:
     current = current_version(out_uri, name)
     if current is None:
@@ -215,6 +223,9 @@ def publish_dataset(
     published_at = datetime.now(UTC)
     published_iso = published_at.isoformat()
     with _parquet_file(table) as (path, digest):
+        unchanged = _current_if_same_table(out_uri, name, digest)
+        if unchanged is not None:  # a rerun on the same inputs: nothing new to publish
+            return unchanged
         version = f"{published_at:%Y%m%dT%H%M%S%fZ}-{digest[:8]}"
         base = io.join_uri(dataset_uri(out_uri, name), version)
         io.put_file(path, io.join_uri(base, f"{name}.parquet"))

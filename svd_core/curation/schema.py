@@ -14,7 +14,9 @@ LVD_SCHEMA = pa.schema(
         pa.field("clip_id", pa.string(), nullable=False),  # content hash of the clip bytes
         pa.field("video_id", pa.string(), nullable=False),  # content hash of the source video
         pa.field("source_uri", pa.string(), nullable=False),
-        pa.field("clip_uri", pa.string(), nullable=False),  # shard URI + member, e.g. .../shard-000.tar#<clip_id>.mp4
+        pa.field(
+            "clip_uri", pa.string(), nullable=False
+        ),  # shard URI + member, e.g. .../shard-000.tar#<clip_id>.mp4
         pa.field("start_s", pa.float64(), nullable=False),
         pa.field("end_s", pa.float64(), nullable=False),
         pa.field("fps", pa.float64(), nullable=False),
@@ -25,7 +27,7 @@ LVD_SCHEMA = pa.schema(
         pa.field("flow_score", pa.float64()),  # mean Farneback magnitude, px/frame at the scoring size
         pa.field("text_area_ratio", pa.float64()),  # max over first/middle/last frame, in [0, 1]
         pa.field("aesthetic_score", pa.float64()),  # LAION predictor scale (~1..10)
-        pa.field("clip_score", pa.float64()),  # cosine similarity caption vs middle frame, [-1, 1]
+        pa.field("clip_score", pa.float64()),  # cosine similarity caption vs key frames (mean), [-1, 1]
         pa.field("caption", pa.string()),
         pa.field("caption_source", pa.string()),  # e.g. "metadata", "coca+videoblip+llm"
         pa.field("camera_motion", pa.string()),  # static|horizontal|vertical|zoom_in|zoom_out|complex
