@@ -53,11 +53,11 @@ app.add_typer(eval_app, name="eval")
 # Feature modules add their commands to a group through `register(group)`; a module that is not part of
 # this installation is skipped, so the CLI always starts.
 COMMAND_MODULES: dict[str, list[str]] = {
-    "data": ["flows.cli_lvd", "flows.cli_dataset", "flows.cli_build"],
-    "train": ["flows.cli_train"],
+    "data": ["flows.cli_lvd", "flows.cli_dataset", "flows.cli_build", "flows.cli_orbits"],
+    "train": ["flows.cli_train", "flows.cli_lora", "flows.cli_multiview", "flows.cli_interpolation"],
     "models": ["flows.cli_models"],
-    "eval": ["flows.cli_eval_stats", "flows.cli_rating", "flows.cli_eval"],
-    "": ["flows.cli_demo", "flows.cli_dashboard"],
+    "eval": ["flows.cli_eval_stats", "flows.cli_rating", "flows.cli_eval", "flows.cli_ablation"],
+    "": ["flows.cli_demo", "flows.cli_dashboard", "flows.cli_interpolate"],
 }
 GROUPS = {"data": data_app, "train": train_app, "models": models_app, "eval": eval_app, "": app}
 
