@@ -30,9 +30,12 @@ def register(app: typer.Typer) -> None:
         settings = load_settings()
         started = time.perf_counter()
         with console.status("svd demo") as status:
-            result = run_demo(
-                cfg, settings.home, lambda msg: (status.update(msg), console.print(msg)), prefect
-            )
+
+            def say(message: str) -> None:
+                status.update(message)
+                console.print(message)
+
+            result = run_demo(cfg, settings.home, say, prefect)
         total = time.perf_counter() - started
         typer.echo(json.dumps(result, indent=2, default=str))
         prefect_home = os.environ.get("PREFECT_HOME", str(settings.prefect_home))

@@ -117,9 +117,9 @@ def _result(lvd: LvdSummary, built: dict[str, Any], run_id: str) -> dict[str, An
     }  # fmt: skip
 
 
-lvd_task = task(step_lvd, name="build-lvd", retries=1, retry_delay_seconds=5)
-filter_task = task(step_filter, name="filter-validate-publish")
-track_task = task(step_track, name="log-to-mlflow", retries=2, retry_delay_seconds=2)
+lvd_task = task(name="build-lvd", retries=1, retry_delay_seconds=5)(step_lvd)
+filter_task = task(name="filter-validate-publish")(step_filter)
+track_task = task(name="log-to-mlflow", retries=2, retry_delay_seconds=2)(step_track)
 
 
 @flow(name="build_dataset", log_prints=True)

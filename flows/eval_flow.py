@@ -167,8 +167,8 @@ def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-sample_task = task(step_sample, name="sample-model", retries=1)
-promotion_task = task(run_promotion, name="promotion-study")
+sample_task = task(name="sample-model", retries=1)(step_sample)
+promotion_task = task(name="promotion-study")(run_promotion)
 
 
 @flow(name="evaluate_models", log_prints=True)

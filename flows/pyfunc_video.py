@@ -11,11 +11,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import mlflow.pyfunc
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 
-class SvdVideoModel(mlflow.pyfunc.PythonModel):
+class SvdVideoModel(PythonModel):
     def load_context(self, context: Any) -> None:
         self.pipeline_dir = Path(context.artifacts["pipeline"])
         self._generators: dict[str, Any] = {}

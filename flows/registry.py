@@ -6,6 +6,7 @@ Registry stages are deprecated since MLflow 2.9; aliases are used instead (`mode
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +52,7 @@ def resolve(uri: str) -> ResolvedModel:
         mv = (
             client.get_model_version_by_alias(name, alias)
             if alias
-            else client.get_model_version(name, version)
+            else client.get_model_version(name, str(version))
         )
     except MlflowException:
         raise InputError(f"{uri}: {_what_exists(client, name)}") from None
@@ -66,10 +67,9 @@ def resolve_or_none(uri: str) -> ResolvedModel | None:
 
 
 def _what_exists(client: MlflowClient, name: str) -> str:
-    try:
-        versions = client.search_model_versions(f"name='{name}'")
-    except MlflowException:
-        versions = []
+    versions: list[Any] = []
+    with contextlib.suppress(MlflowException):
+        versions = list(client.search_model_versions(f"name='{name}'"))
     if not versions:
         return f"no registered model named {name!r}; train and register one first (svd train ...)"
     numbers = sorted(int(v.version) for v in versions)

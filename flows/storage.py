@@ -13,6 +13,7 @@ writes through `svd_core.io.store_for(uri)` works on S3 without importing boto3 
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import time
@@ -189,7 +190,7 @@ class S3Store:
             self._call(
                 "delete",
                 uri,
-                lambda o=objects: self.client.delete_objects(Bucket=bucket, Delete={"Objects": o}),
+                functools.partial(self.client.delete_objects, Bucket=bucket, Delete={"Objects": objects}),
             )
 
     def ensure_bucket(self, bucket: str) -> None:

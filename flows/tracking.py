@@ -102,7 +102,7 @@ def log_dataset(
     from mlflow.data.meta_dataset import MetaDataset
 
     source = HTTPDatasetSource(url=table_uri)  # a plain URI reference; the table itself stays where it is
-    dataset = MetaDataset(source=source, name=name, digest=version[:36])
+    dataset = MetaDataset(source=source, name=name, digest=version[:36])  # type: ignore[abstract]
     mlflow.log_input(
         dataset,
         context=context,

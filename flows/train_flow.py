@@ -138,7 +138,7 @@ def step_train_stage(
         return model
 
 
-train_stage_task = task(step_train_stage, name="train-stage")
+train_stage_task = task(name="train-stage")(step_train_stage)
 
 
 @flow(name="train_stage", log_prints=True)

@@ -122,7 +122,10 @@ def _text_generator(
     folder: Path, cfg: SamplingConfig, sizes: dict[str, int], device: torch.device
 ) -> Generator:
     components = load_components(folder)
-    for module in (components.unet, components.vae, components.text_encoder):
+    modules: list[Any] = [components.unet, components.vae]
+    if components.text_encoder is not None:
+        modules.append(components.text_encoder)
+    for module in modules:
         module.to(device).eval()
 
     def generate(item: EvalItem) -> np.ndarray:
