@@ -15,6 +15,26 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 
+def video_signature() -> Any:
+    """Input columns, output column and the sampling params `predict(..., params=...)` accepts."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+    inputs = Schema([
+        ColSpec("string", "prompt", required=False),
+        ColSpec("string", "image", required=False),
+        ColSpec("long", "seed", required=False),
+    ])  # fmt: skip
+    params = ParamSchema([
+        ParamSpec("num_inference_steps", "long", 25),
+        ParamSpec("fps", "long", 7),
+        ParamSpec("motion_bucket_id", "long", 127),
+        ParamSpec("guidance_scale", "double", 3.0),
+        ParamSpec("out_dir", "string", ""),
+    ])  # fmt: skip
+    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("string", "video_path")]), params=params)
+
+
 class SvdVideoModel(PythonModel):
     def load_context(self, context: Any) -> None:
         self.pipeline_dir = Path(context.artifacts["pipeline"])

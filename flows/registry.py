@@ -109,6 +109,7 @@ def register_pipeline(
     lineage: dict[str, str],
     python_model: Any,
     description: str = "",
+    signature: Any = None,
 ) -> ResolvedModel:
     """Log the pipeline folder as a pyfunc model in the active run and register it with lineage tags."""
     info = mlflow.pyfunc.log_model(
@@ -116,6 +117,7 @@ def register_pipeline(
         python_model=python_model,
         artifacts={PIPELINE_ARTIFACT: str(pipeline_dir)},
         registered_model_name=model_name,
+        signature=signature,
         pip_requirements=[],  # the platform's lock file defines the environment
     )
     client = MlflowClient()

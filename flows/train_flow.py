@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from prefect import flow, task
 
 from flows import registry, tracking
-from flows.pyfunc_video import SvdVideoModel
+from flows.pyfunc_video import SvdVideoModel, video_signature
 from flows.settings import load_settings
 from svd_core import io as svd_io
 from svd_core.config import apply_overrides, validate_config
@@ -35,8 +35,10 @@ STAGE_MODEL_NAMES = {"image": "svd-image", "video": "svd-video", "finetune": "sv
 
 def dataset_version(table_uri: str) -> str:
     """Content version of a training table: sha256 of its bytes (a published LVD-F version is immutable)."""
+    from svd_core.data.video_dataset import resolve_table_uri
+
     try:
-        return "sha256:" + hashlib.sha256(svd_io.read_bytes(table_uri)).hexdigest()[:16]
+        return "sha256:" + hashlib.sha256(svd_io.read_bytes(resolve_table_uri(table_uri))).hexdigest()[:16]
     except Exception as exc:
         raise InputError(
             f"training data {table_uri}: cannot read it ({exc}); pass --data with an LVD(-F) table"
@@ -133,7 +135,9 @@ def step_train_stage(
             "svd.git_commit": tracking.git_commit(),
             "svd.conditioning": resolved.conditioning,
         }
-        model = registry.register_pipeline(Path(result.export_dir), name, lineage, SvdVideoModel())
+        model = registry.register_pipeline(
+            Path(result.export_dir), name, lineage, SvdVideoModel(), signature=video_signature()
+        )
         mlflow.set_tag("svd.registered_model", model.uri)
         return model
 
@@ -149,9 +153,12 @@ def train_stage(
     ranks: int | None = None,
     max_steps: int | None = None,
 ) -> str:
-    """Prefect flow: one training stage; returns the registered `models:/` URI."""
+    """Prefect flow: one training stage; returns the registered `models:/` URI (lineage in the run's artifacts)."""
+    from flows import deployments  # here, not at the top: flows.deployments imports this module
+
     model = train_stage_task(cfg, data, parent, ranks, max_steps)
     print(f"registered {model.uri}")
+    deployments.publish_run_artifacts(deployments.training_artifacts([model]))
     return model.uri
 
 
@@ -181,8 +188,12 @@ def train_all(
     ranks: int | None = None,
     max_steps: int | None = None,
 ) -> dict[str, str]:
-    """Prefect flow: stages I, II, III in order, handing over through the registry."""
+    """Prefect flow: stages I, II, III in order, handing over through the registry (lineage in the run's
+    artifacts)."""
+    from flows import deployments  # here, not at the top: flows.deployments imports this module
+
     uris: dict[str, str] = {}
+    models = []
     parent = None
     for stage in ("image", "video", "finetune"):
         if stage in configs:
@@ -190,7 +201,9 @@ def train_all(
                 configs[stage], data, parent, ranks, max_steps
             )
             uris[stage] = parent = model.uri
+            models.append(model)
             print(f"stage {stage}: {model.uri}")
+    deployments.publish_run_artifacts(deployments.training_artifacts(models))
     return uris
 
 

@@ -71,6 +71,8 @@ def load_generator(pipeline_dir: str | Path, cfg: SamplingConfig) -> tuple[Gener
     info = model_info(folder)
     if info.get("stage") == "image":
         raise InputError(f"{folder} is a stage-I image model; sample from a video stage (II or III)")
+    if info.get("stage") == "interpolation":
+        raise InputError(f"{folder} is a frame-interpolation model; use `svd interpolate VIDEO --model ...`")
     sizes = {
         "num_frames": cfg.num_frames or int(info.get("num_frames", 14)),
         "height": cfg.height or int(info.get("height", 64)),
