@@ -1,0 +1,150 @@
+"""`TrainerConfig`: how the generic DeepSpeed trainer runs (optimiser, precision, ZeRO, EMA, checkpoints).
+
+What is trained (model, data, objective) is a `TrainTask`'s business; this config only says how. Defaults
+follow the SVD paper's image-to-video finetune (arXiv 2311.15127, section 4 and appendix D): AdamW at lr 3e-5,
+EMA 0.9999. The total batch is `micro_batch_size * gradient_accumulation_steps * ranks` (paper: 768).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from svd_core.config import StageConfig
+
+
+class TrainerConfig(StageConfig):
+    """Settings of one training run; every rank reads the same resolved copy."""
+
+    # --- schedule -------------------------------------------------------------------------------------
+    max_steps: int = Field(50_000, ge=1)
+    """Optimizer steps to train for (paper: 50k for each image-to-video finetune, 12k for SVD-MV)."""
+
+    micro_batch_size: int = Field(1, ge=1)
+    """Samples per rank per forward/backward (paper: ~1 at 576x1024 on an A100-80GB)."""
+
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    """Micro-batches accumulated per optimizer step; total batch = micro * accumulation * ranks."""
+
+    # --- optimiser (AdamW) ----------------------------------------------------------------------------
+    lr: float = Field(3e-5, gt=0)
+    """Peak learning rate. Paper: 3e-5 image/text-to-video finetunes, 1e-5 SVD-MV, 1e-4 interpolation."""
+
+    adam_beta1: float = Field(0.9, ge=0, lt=1)
+    """AdamW beta1 (not published in the paper; torch's default)."""
+
+    adam_beta2: float = Field(0.999, ge=0, lt=1)
+    """AdamW beta2 (not published in the paper; torch's default)."""
+
+    adam_eps: float = Field(1e-8, gt=0)
+    """AdamW epsilon."""
+
+    weight_decay: float = Field(0.01, ge=0)
+    """AdamW decoupled weight decay (torch's default; the paper does not publish one)."""
+
+    warmup_steps: int = Field(1_000, ge=0)
+    """Linear warm-up from 0 to `lr` over this many steps (generative-models' configs warm up linearly)."""
+
+    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
+    """After warm-up: constant (generative-models' default), or cosine / linear decay to `min_lr_ratio`."""
+
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)
+    """Final lr as a fraction of `lr` for the cosine and linear schedules."""
+
+    grad_clip: float = Field(1.0, ge=0)
+    """Clip the global gradient norm to this value; 0 disables clipping."""
+
+    # --- precision and ZeRO ---------------------------------------------------------------------------
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """`auto`: bf16 mixed precision on GPU, fp32 on CPU. fp16 is not offered: SVD users report fp16 NaNs."""
+
+    zero_stage: int = Field(2, ge=0, le=3)
+    """DeepSpeed ZeRO stage: 0 plain data parallel, 1 shards optimizer states, 2 also gradients, 3 also
+    parameters (per rank 16psi/N bytes with Adam in mixed precision; psi = 1.5B for SVD's UNet)."""
+
+    offload_optimizer: Literal["none", "cpu"] = "none"
+    """Keep optimizer states in CPU memory (ZeRO-Offload, stage >= 1; uses DeepSpeed's CPU Adam)."""
+
+    offload_param: Literal["none", "cpu"] = "none"
+    """Keep parameter partitions in CPU memory between uses (stage 3 only)."""
+
+    reduce_bucket_size: int = Field(50_000_000, ge=1)
+    """Elements per gradient reduce bucket. Explicit because accelerate's `auto` needs `hidden_size`,
+    which UNets lack; 5e7 elements is 100 MB in bf16, large enough to keep links busy, small enough to fit."""
+
+    allgather_bucket_size: int = Field(50_000_000, ge=1)
+    """Elements per parameter all-gather bucket (ZeRO 1/2) and per prefetch (ZeRO-3)."""
+
+    param_persistence_threshold: int = Field(100_000, ge=0)
+    """ZeRO-3 keeps parameters with fewer elements than this gathered on every rank (saves tiny
+    all-gathers of norms and biases at a small memory cost); 0 partitions every parameter."""
+
+    # --- EMA ------------------------------------------------------------------------------------------
+    ema: bool = True
+    """Keep an exponential moving average of the weights (paper: EMA 0.9999 for the high-res finetunes).
+    Each rank averages only the fp32 master weights it owns, so under ZeRO-3 the EMA is sharded too."""
+
+    ema_decay: float = Field(0.9999, gt=0, lt=1)
+    """EMA decay per optimizer step (paper: 0.9999)."""
+
+    export_weights: Literal["auto", "final", "ema"] = "auto"
+    """Which weights `export` writes: the EMA (`auto` when `ema` is on) or the final optimizer weights."""
+
+    # --- checkpoints ----------------------------------------------------------------------------------
+    checkpoint_every: int = Field(1_000, ge=1)
+    """Save a resumable checkpoint every N optimizer steps (and always after the last step)."""
+
+    keep_last: int = Field(3, ge=1)
+    """Complete checkpoints to keep; older ones are deleted once a newer one is complete."""
+
+    resume: bool = True
+    """Continue from the run directory's latest complete checkpoint when there is one."""
+
+    stop_after: int | None = Field(None, ge=1)
+    """Stop cleanly (with a checkpoint) after this many steps in this invocation, for time-boxed jobs on
+    preemptible machines; run again with the same run directory to continue. None: run to `max_steps`."""
+
+    # --- run ------------------------------------------------------------------------------------------
+    seed: int = 0
+    """Seed of data order, noise and model init; a resumed run restores every rank's RNG states instead."""
+
+    num_workers: int = Field(2, ge=0)
+    """DataLoader worker processes per rank (0 loads in the rank process)."""
+
+    ranks: int = Field(1, ge=1)
+    """Total number of training processes (GPUs, or CPU processes on a CPU machine) across all nodes."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """`auto` trains on CUDA when a GPU is visible, else on CPU (gloo); `cuda` fails fast without one."""
+
+    log_every: int = Field(10, ge=1)
+    """Append a metrics row (loss, lr, grad_norm, samples_per_s, step_time_s) every N steps."""
+
+    hostfile: Path | None = None
+    """DeepSpeed hostfile (`host slots=N` per line) for multi-node runs, launched with `deepspeed
+    --hostfile`; the run directory must be on storage every node sees. None: all ranks on this machine."""
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> TrainerConfig:
+        if self.offload_param != "none" and self.zero_stage != 3:
+            raise ValueError(f"offload_param={self.offload_param} needs zero_stage=3 (got {self.zero_stage})")
+        if self.offload_optimizer != "none" and self.zero_stage == 0:
+            raise ValueError(
+                "offload_optimizer needs zero_stage >= 1; set zero_stage=2 or offload_optimizer=none"
+            )
+        if self.export_weights == "ema" and not self.ema:
+            raise ValueError("export_weights=ema needs ema=true; set ema=true or export_weights=final")
+        if self.warmup_steps > self.max_steps:
+            raise ValueError(f"warmup_steps={self.warmup_steps} exceeds max_steps={self.max_steps}; lower it")
+        return self
+
+    @property
+    def global_batch_size(self) -> int:
+        """Samples per optimizer step over all ranks."""
+        return self.micro_batch_size * self.gradient_accumulation_steps * self.ranks
+
+    @property
+    def exports_ema(self) -> bool:
+        return self.export_weights == "ema" or (self.export_weights == "auto" and self.ema)
