@@ -11,7 +11,9 @@ import pyarrow as pa
 
 LVD_SCHEMA = pa.schema(
     [
-        pa.field("clip_id", pa.string(), nullable=False),  # content hash of the clip bytes
+        pa.field(
+            "clip_id", pa.string(), nullable=False
+        ),  # content address: source hash + frame range + encoding recipe
         pa.field("video_id", pa.string(), nullable=False),  # content hash of the source video
         pa.field("source_uri", pa.string(), nullable=False),
         pa.field(
@@ -24,7 +26,9 @@ LVD_SCHEMA = pa.schema(
         pa.field("width", pa.int64(), nullable=False),
         pa.field("height", pa.int64(), nullable=False),
         pa.field("duration_s", pa.float64(), nullable=False),
-        pa.field("flow_score", pa.float64()),  # mean Farneback magnitude, px/frame at the scoring size
+        pa.field(
+            "flow_score", pa.float64()
+        ),  # mean Farneback magnitude: px on the 16-px map per sampling step (0.5 s at 2 fps)
         pa.field("text_area_ratio", pa.float64()),  # max over first/middle/last frame, in [0, 1]
         pa.field("aesthetic_score", pa.float64()),  # LAION predictor scale (~1..10)
         pa.field("clip_score", pa.float64()),  # cosine similarity caption vs key frames (mean), [-1, 1]
