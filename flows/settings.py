@@ -190,6 +190,8 @@ def activate(s: Settings) -> None:
         "MLFLOW_REGISTRY_URI": s.resolved_registry_uri,
         "PREFECT_HOME": str(s.prefect_home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # The ephemeral server's 20 s default is too short on a loaded 2-core machine.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
         "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING"),
     }
     if s.prefect_api_url:

@@ -14,6 +14,11 @@ from tests.helpers import RunningStack, _stack_env, postgres_available, svd_cli
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+# Tiny models on a 2-core machine: one BLAS thread per process (pytest-xdist runs two workers, and rank
+# subprocesses inherit this); oversubscribed threads made tiny forwards ~50x slower under load.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 
 @pytest.fixture

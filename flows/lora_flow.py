@@ -1,0 +1,288 @@
+"""Camera-motion LoRA flow: `train_lora` trains one adapter per motion class on a registered image-to-video
+base and registers it as its own model (`svd-lora-<class>`) pointing at the base version.
+
+Steps are plain functions (`svd train lora` runs them without Prefect); the flow wraps them in tasks.
+The registered version holds only the adapter folder; its pyfunc (`SvdLoraVideoModel`) downloads the base
+version named in its model config (a pinned `models:/NAME/N`, never an alias) and generates videos with
+the adapter loaded. A rerun with the same config, base version and data reuses the registered version; an
+interrupted run resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.pyfunc
+import pandas as pd
+from mlflow.tracking import MlflowClient
+from prefect import flow, task
+
+from flows import registry, tracking
+from flows.pyfunc_video import SvdVideoModel
+from flows.settings import load_settings
+from flows.train_flow import dataset_version, find_registered
+from svd_core.config import apply_overrides, validate_config
+from svd_core.errors import InputError
+from svd_core.training.lora import LoraTrainConfig, validate_lora_inputs
+from svd_core.training.lora import train_lora as run_lora_ranks
+
+ADAPTER_ARTIFACT = "adapter"
+BASE_MODEL_KEY = "base_model_uri"
+MetricsCallback = Callable[[dict[str, Any]], None]
+
+
+def lora_model_name(motion_class: str) -> str:
+    """Registered model of one motion class's adapters, e.g. `svd-lora-horizontal`."""
+    return f"svd-lora-{motion_class}"
+
+
+def resolve_lora_config(
+    cfg: LoraTrainConfig,
+    base: registry.ResolvedModel,
+    motion: str | None = None,
+    data: str | None = None,
+    ranks: int | None = None,
+    max_steps: int | None = None,
+) -> tuple[LoraTrainConfig, str]:
+    """Apply CLI/flow arguments; returns the config and its lineage key (config without local paths + base
+    version + data version). `init.pipeline_uri` holds the base's models:/ URI until `with_base_folder`.
+    """
+    overrides = [f"base_model={base.uri}", "init.kind=pipeline", f"init.pipeline_uri={base.uri}"]
+    for key, value in (("motion_class", motion), ("data.table_uri", data), ("trainer.ranks", ranks),
+                       ("trainer.max_steps", max_steps)):  # fmt: skip
+        if value:
+            overrides.append(f"{key}={value}")
+    cfg = validate_config(LoraTrainConfig, apply_overrides(cfg.to_dict(), overrides), "<lora config>")
+    config = cfg.to_dict()
+    for section, key in (("data", "table_uri"), ("init", "pipeline_uri"), ("init", "cache_dir")):
+        config[section].pop(key)
+    source = {"config": config, "base": base.uri, "data": dataset_version(cfg.data.table_uri)}
+    lineage_key = hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()[:16]
+    return cfg, lineage_key
+
+
+def with_base_folder(cfg: LoraTrainConfig, base: registry.ResolvedModel) -> LoraTrainConfig:
+    """Download the base version and point `init.pipeline_uri` at its local pipeline folder."""
+    local = registry.download_pipeline(base.uri)
+    return validate_config(
+        LoraTrainConfig, apply_overrides(cfg.to_dict(), [f"init.pipeline_uri={local}"]), "<lora config>"
+    )
+
+
+def step_train_lora(
+    cfg: LoraTrainConfig,
+    base: str,
+    motion: str | None = None,
+    data: str | None = None,
+    ranks: int | None = None,
+    max_steps: int | None = None,
+    experiment: str = "training",
+    on_metrics: MetricsCallback | None = None,
+) -> registry.ResolvedModel:
+    """Train one camera-motion adapter on the registered `base` (or reuse an identical one) and register it.
+
+    Every input is checked before an MLflow run or a rank process starts: the base version exists and is
+    image-to-video, the preset matches it, and the table has clips of the class.
+    """
+    base_model = registry.resolve(base)  # pins an alias (models:/svd@champion) to its version
+    resolved, lineage_key = resolve_lora_config(cfg, base_model, motion, data, ranks, max_steps)
+    name = lora_model_name(resolved.motion_class)
+    existing = find_registered(name, lineage_key)
+    if existing is not None:  # same config, base version and data: nothing to download or train
+        return existing
+    resolved = with_base_folder(resolved, base_model)
+    inputs = validate_lora_inputs(resolved)
+    run_dir = load_settings().home / "runs" / "lora" / resolved.motion_class / lineage_key
+    data_version = dataset_version(resolved.data.table_uri)
+    tags = {"svd.kind": "train", "svd.stage": "lora", "svd.lineage_key": lineage_key,
+            "svd.motion_class": resolved.motion_class}  # fmt: skip
+    with tracking.run(experiment, f"lora-{resolved.motion_class}", tags) as active:
+        tracking.log_config(resolved, "train_config")
+        tracking.log_dataset(resolved.data.table_uri, "train_data", data_version, "training")
+        mlflow.log_param("num_clips", inputs.num_clips)
+        with tracking.MetricsTail(run_dir / "metrics.jsonl", active.info.run_id):
+            result = run_lora_ranks(resolved, run_dir, on_metrics=on_metrics)
+        mlflow.log_dict(asdict(result), "train_result.json")
+        if not result.finished or not result.export_dir:
+            raise InputError(f"LoRA training stopped at step {result.step} without an export; see {run_dir}")
+        lineage = {
+            "svd.stage": "lora",
+            "svd.parent_model_version": base_model.uri,
+            "svd.motion_class": resolved.motion_class,
+            "svd.lora_rank": str(resolved.lora.rank),
+            "svd.lora_targets": resolved.lora.target_regex(),
+            "svd.dataset_version": data_version,
+            "svd.dataset_uri": resolved.data.table_uri,
+            "svd.config_hash": resolved.config_hash(),
+            "svd.lineage_key": lineage_key,
+            "svd.git_commit": tracking.git_commit(),
+            "svd.conditioning": "image",
+        }
+        model = register_adapter(Path(result.export_dir), name, lineage, base_model.uri)
+        mlflow.set_tag("svd.registered_model", model.uri)
+        return model
+
+
+def register_adapter(
+    adapter_dir: Path, model_name: str, lineage: dict[str, str], base_uri: str
+) -> registry.ResolvedModel:
+    """Log the adapter folder as a pyfunc model in the active run and register it with lineage tags."""
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=SvdLoraVideoModel(),
+        artifacts={ADAPTER_ARTIFACT: str(adapter_dir)},
+        model_config={BASE_MODEL_KEY: base_uri},
+        signature=pyfunc_signature(),
+        registered_model_name=model_name,
+        pip_requirements=[],  # the platform's lock file defines the environment
+    )
+    client = MlflowClient()
+    version = str(info.registered_model_version)
+    for key, value in lineage.items():
+        client.set_model_version_tag(model_name, version, key, value)
+    return registry.ResolvedModel(model_name, version, info.run_id or "", dict(lineage))
+
+
+def pyfunc_signature() -> Any:
+    """Input columns and predict params; without a params schema MLflow drops every param it is given."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+
+    from svd_core.evaluation.sampling import SamplingConfig
+
+    inputs = Schema([ColSpec("string", "image"), *(ColSpec("long", name, required=False)
+                     for name in ("seed", "num_frames", "fps", "num_inference_steps"))])  # fmt: skip
+    kinds = {"fps": "long", "motion_bucket_id": "long", "num_inference_steps": "long",
+             "noise_aug_strength": "double", "guidance_scale": "double", "device": "string"}  # fmt: skip
+    params = [
+        ParamSpec(name, kind, SamplingConfig.model_fields[name].default) for name, kind in kinds.items()
+    ]
+    params += [ParamSpec("out_dir", "string", ""), ParamSpec("lora_scale", "double", 1.0)]
+    return ModelSignature(inputs=inputs, params=ParamSchema(params))
+
+
+def download_adapter(uri: str) -> Path:
+    """Local adapter folder of a registered LoRA version (for svd_core.model.lora_io.load_adapter)."""
+    import yaml
+
+    model = registry.resolve(uri)
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model.uri))
+    spec = yaml.safe_load((local / "MLmodel").read_text()) if (local / "MLmodel").is_file() else {}
+    entry = spec.get("flavors", {}).get("python_function", {}).get("artifacts", {}).get(ADAPTER_ARTIFACT)
+    if not entry or not (local / entry["path"]).is_dir():
+        raise InputError(f"{uri} holds no '{ADAPTER_ARTIFACT}' artifact; is it a LoRA registered by svd?")
+    return local / entry["path"]
+
+
+train_lora_task = task(step_train_lora, name="train-lora")
+
+
+@flow(name="train_lora", log_prints=True)
+def train_lora(
+    cfg: LoraTrainConfig,
+    base: str,
+    motion: str | None = None,
+    data: str | None = None,
+    ranks: int | None = None,
+    max_steps: int | None = None,
+) -> str:
+    """Prefect flow: one camera-motion LoRA on a registered base; returns the registered `models:/` URI."""
+    model = train_lora_task(cfg, base, motion, data, ranks, max_steps)
+    print(f"registered {model.uri}")
+    return model.uri
+
+
+# --- pyfunc ---------------------------------------------------------------------------------------------
+
+
+class SvdLoraVideoModel(SvdVideoModel):
+    """Image in, MP4 out: the base version's pipeline with this adapter loaded.
+
+    Same input as `SvdVideoModel` (an `image` column, optional `seed`, `num_frames`, `fps`,
+    `num_inference_steps`); extra param `lora_scale` (default 1.0; 0 samples the base model).
+    """
+
+    def load_context(self, context: Any) -> None:
+        self.adapter_dir = Path(context.artifacts[ADAPTER_ARTIFACT])
+        self.base_uri = (context.model_config or {})[BASE_MODEL_KEY]
+        self.pipeline_dir = registry.download_pipeline(self.base_uri)
+        self._generators: dict[str, Any] = {}
+        self._scale = 1.0
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        params = dict(params or {})
+        self._scale = float(params.pop("lora_scale", 1.0))
+        return super().predict(context, model_input, params)
+
+    def _generator(self, cfg: Any) -> Any:
+        key = cfg.key()
+        if key not in self._generators:
+            self._generators[key] = LoraImageToVideo(self.pipeline_dir, self.adapter_dir, cfg)
+        generator = self._generators[key]
+        generator.set_scale(self._scale)
+        return generator
+
+
+class LoraImageToVideo:
+    """diffusers' `StableVideoDiffusionPipeline` on the base folder with one adapter loaded into its UNet,
+    called with the same settings as svd_core.evaluation.sampling's image-to-video generator."""
+
+    def __init__(self, pipeline_dir: Path, adapter_dir: Path, cfg: Any) -> None:
+        from diffusers import StableVideoDiffusionPipeline
+
+        from svd_core.device import resolve_device
+        from svd_core.evaluation.sampling import model_info
+        from svd_core.model import lora_io
+
+        info = model_info(pipeline_dir)
+        self.cfg = cfg
+        self.sizes = {
+            "num_frames": cfg.num_frames or int(info.get("num_frames", 14)),
+            "height": cfg.height or int(info.get("height", 64)),
+            "width": cfg.width or int(info.get("width", 64)),
+        }
+        pipe = StableVideoDiffusionPipeline.from_pretrained(str(pipeline_dir), local_files_only=True)
+        self.adapter = lora_io.load_adapter(pipe.unet, adapter_dir, verify_base=True)
+        self.pipe = pipe.to(resolve_device(cfg.device))
+        self.pipe.set_progress_bar_config(disable=True)
+
+    def set_scale(self, scale: float) -> None:
+        from svd_core.model import lora_io
+
+        lora_io.set_adapter_scale(self.pipe.unet, self.adapter, scale)
+
+    def __call__(self, item: Any) -> Any:
+        import torch
+        from PIL import Image
+
+        from svd_core import io as svd_io
+
+        if not item.image_uri:
+            raise InputError(f"input {item.prompt_id} has no conditioning image; a LoRA model needs `image`")
+        sizes, cfg = self.sizes, self.cfg
+        with svd_io.local_copy(item.image_uri) as path:
+            image = Image.open(path).convert("RGB").resize((sizes["width"], sizes["height"]))
+        out = self.pipe(
+            image,
+            height=sizes["height"],
+            width=sizes["width"],
+            num_frames=sizes["num_frames"],
+            num_inference_steps=cfg.num_inference_steps,
+            min_guidance_scale=1.0,
+            max_guidance_scale=cfg.guidance_scale,
+            fps=cfg.fps,
+            motion_bucket_id=cfg.motion_bucket_id,
+            noise_aug_strength=cfg.noise_aug_strength,
+            generator=torch.Generator("cpu").manual_seed(item.seed),
+            output_type="pt",
+        )
+        frames = out.frames[0].clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()  # (T, H, W, 3) in [0, 1]
+        return (frames * 255).round().astype("uint8")
