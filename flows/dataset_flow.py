@@ -124,10 +124,17 @@ track_task = task(name="log-to-mlflow", retries=2, retry_delay_seconds=2)(step_t
 
 @flow(name="build_dataset", log_prints=True)
 def build_dataset(cfg: DatasetBuildConfig = DatasetBuildConfig()) -> dict[str, Any]:
-    """Prefect flow: the same steps as `svd data build`, each a task."""
+    """Prefect flow: the same steps as `svd data build`, each a task. Ends with the run's artifacts (funnel,
+    versions, dashboard link) and one `svd.dataset.published` event per new version (it triggers training)."""
+    from flows import deployments  # here, not at the top: flows.deployments imports this module
+
+    before = deployments.current_dataset_versions(cfg)
     lvd = lvd_task(cfg)
     built = filter_task(cfg, lvd.lvd_uri)
     run_id = track_task(cfg, lvd, built)
     result = _result(lvd, built, run_id)
     print(json.dumps(result["datasets"], indent=2))
+    events = deployments.emit_dataset_published(cfg, built, before, run_id)
+    new = [e["payload"]["name"] for e in events]
+    deployments.publish_run_artifacts(deployments.dataset_artifacts(result["lvd"], built, run_id, new))
     return result

@@ -175,7 +175,9 @@ promotion_task = task(name="promotion-study")(run_promotion)
 def evaluate_models(
     models: list[str], cfg: EvaluateConfig = EvaluateConfig(), study_id: str = "study"
 ) -> dict[str, Any]:
-    """Prefect flow: a preference study over registered versions."""
+    """Prefect flow: a preference study over registered versions (leaderboard in the run's artifacts)."""
+    from flows import deployments  # here, not at the top: flows.deployments imports this module
+
     if len(models) < 2:
         raise InputError(f"a study needs at least two models, got {models}")
     eval_set = resolve_eval_set(cfg.eval_set, cfg.task)
@@ -184,18 +186,24 @@ def evaluate_models(
     samples = {label: f.result() for label, f in futures.items()}
     design = task(step_design)(samples, cfg, eval_set, study_id)
     if not cfg.synthetic.enabled:
+        deployments.publish_run_artifacts(deployments.leaderboard_artifacts(design.study_id, None))
         return {"study": design.study_id, "tasks": len(design.tasks), "status": "waiting for human votes"}
     votes = task(step_synthetic_votes)(design, cfg)
     result = task(step_analyze)(votes, cfg, design, list(samples))
     board = result.leaderboard.to_dict(orient="records")
     print(board)
+    deployments.publish_run_artifacts(deployments.leaderboard_artifacts(design.study_id, board))
     return {"study": design.study_id, "leaderboard": board}
 
 
 @flow(name="promote_challenger", log_prints=True)
 def promote_challenger(challenger: str, cfg: EvaluateConfig = EvaluateConfig()) -> dict[str, Any]:
-    """Prefect flow: challenger vs @champion, alias moved only when the rule holds."""
+    """Prefect flow: challenger vs @champion, alias moved only when the rule holds (evidence in the run's
+    artifacts)."""
+    from flows import deployments  # here, not at the top: flows.deployments imports this module
+
     outcome = promotion_task(challenger, cfg)
     outcome.pop("design", None)
     print(outcome)
+    deployments.publish_run_artifacts(deployments.promotion_artifacts(challenger, outcome))
     return outcome

@@ -7,7 +7,9 @@ Registry stages are deprecated since MLflow 2.9; aliases are used instead (`mode
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,12 +82,25 @@ def _what_exists(client: MlflowClient, name: str) -> str:
 
 
 def download_pipeline(uri: str, dest: Path | None = None) -> Path:
-    """Local folder of the diffusers pipeline stored in a registered version."""
+    """Local folder of the diffusers pipeline stored in a registered version.
+
+    Without `dest` it is cached under `<SVD_HOME>/cache/models/<name>/<version>` (shared storage on a
+    cluster, so every node finds it), downloaded once into a temporary folder and renamed into place.
+    """
     model = resolve(uri)
-    local = mlflow.artifacts.download_artifacts(
-        artifact_uri=f"{model.uri}", dst_path=str(dest) if dest else None
-    )
-    return pipeline_folder(Path(local), uri)
+    if dest is not None:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model.uri, dst_path=str(dest))
+        return pipeline_folder(Path(local), uri)
+    from flows.settings import load_settings
+
+    cached = load_settings().home / "cache" / "models" / model.name / model.version
+    if not (cached / "MLmodel").is_file():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cached.parent, prefix=".download-") as tmp:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model.uri, dst_path=tmp))
+            with contextlib.suppress(OSError):  # another process finished first: keep its copy
+                os.replace(local, cached)
+    return pipeline_folder(cached, uri)
 
 
 def pipeline_folder(model_dir: Path, uri: str = "") -> Path:

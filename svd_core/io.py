@@ -11,6 +11,7 @@ a partial object and an interrupted write leaves nothing visible under the final
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import shutil
 import tempfile
@@ -150,8 +151,23 @@ def register_store(scheme: str, factory: StoreFactory) -> None:
     _INSTANCES.pop(scheme, None)
 
 
+PLUGINS_ENV = "SVD_IO_PLUGINS"
+DEFAULT_PLUGINS = "flows.storage"
+"""Modules that register extra schemes, imported on first use of an unknown scheme. Subprocesses (DeepSpeed
+ranks, Dask workers) start with only svd_core imported; this is how they get s3:// without this library
+ever importing a cloud SDK itself."""
+
+
+def _load_plugins() -> None:
+    for name in filter(None, os.environ.get(PLUGINS_ENV, DEFAULT_PLUGINS).split(",")):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name.strip())
+
+
 def store_for(uri: str | Path) -> ObjectStore:
     scheme = scheme_of(str(uri))
+    if scheme not in _FACTORIES:
+        _load_plugins()
     if scheme not in _FACTORIES:
         hint = " (import flows.storage to enable s3://)" if scheme == "s3" else ""
         raise StorageError(

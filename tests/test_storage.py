@@ -102,3 +102,29 @@ class TestS3:
             svd_io.read_bytes("s3://no-such-bucket/key")
         with pytest.raises(StorageError, match="no such object"):
             svd_io.read_bytes("s3://svd-data/missing/key")
+
+
+@pytest.mark.integration
+def test_a_fresh_process_with_only_svd_core_reads_s3(stack) -> None:  # type: ignore[no-untyped-def]
+    """DeepSpeed ranks and Dask workers import only svd_core: s3:// comes from the SVD_IO_PLUGINS hook."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    env = {**os.environ, **stack.urls, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    code = (
+        "from svd_core import io; io.write_bytes('s3://svd-data/tests/plugin.txt', b'via plugin'); "
+        "print(io.read_bytes('s3://svd-data/tests/plugin.txt').decode())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "via plugin"
+    env["SVD_IO_PLUGINS"] = ""
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode != 0 and "no storage backend for s3://" in out.stderr
