@@ -206,7 +206,7 @@ def validate_dataset(
     """Run the table suite (and the funnel suite when `funnel` metrics are given); build Data Docs into
     `docs_dir` (a local folder or any svd_core.io URI) and report every failed expectation."""
     if io.is_local(str(docs_dir)):
-        local = io.local_path(str(docs_dir))
+        local = io.local_path(str(docs_dir)).absolute()  # GX needs an absolute base_directory
         local.mkdir(parents=True, exist_ok=True)
         success, evaluated, failed, suites, _ = _validate_into(table, funnel, cfg, local, name)
         index = str(local / "index.html")

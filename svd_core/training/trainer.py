@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import logging
 import math
 import os
@@ -41,7 +40,14 @@ from svd_core.training.ds_config import (
     trainer_clips_gradients,
 )
 from svd_core.training.ema import ShardedEma, gather_full_state_dict, local_master_tensors
-from svd_core.training.metrics import MetricsWriter, live_tensor_bytes, peak_process_memory, truncate_after
+from svd_core.training.metrics import (  # TrainResult is re-exported: callers import it from here
+    MetricsWriter,
+    TrainResult,
+    live_tensor_bytes,
+    local_param_numel,
+    peak_process_memory,
+    truncate_after,
+)
 from svd_core.training.trainer_config import TrainerConfig
 
 RESULT_FILE = "result.json"
@@ -76,37 +82,6 @@ class TrainingDivergedError(SvdError):
 
 class TrainingFailedError(SvdError):
     """A rank process failed (the launcher reports it with the rank's last log lines)."""
-
-
-@dataclass
-class TrainResult:
-    """What a finished (or `stop_after`-paused) run reports; also written to `run_dir/result.json`."""
-
-    run_dir: str
-    step: int
-    finished: bool
-    last_loss: float | None
-    checkpoint: str | None
-    export_dir: str | None
-    resumed_from_step: int | None
-    world_size: int
-    zero_stage: int
-    precision: str
-    device: str
-    param_numel_total: int
-    param_numel_per_rank: list[int]
-    master_numel_per_rank: list[int]
-    ema_numel_per_rank: list[int]
-    memory_per_rank: list[dict[str, int | None]]
-    """Per rank: `state_bytes` (live tensors after backward of this invocation's 2nd step: weights, grads,
-    masters, Adam moments, EMA), `peak_rss_bytes` (process high-water mark), `peak_cuda_bytes` (GPU only)."""
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> TrainResult:
-        return cls(**json.loads(text))
 
 
 def load_task(task_factory: str, task_config: dict[str, Any]) -> TrainTask:
@@ -204,7 +179,25 @@ def _distributed(cfg: TrainerConfig, device: torch.device) -> Iterator[tuple[int
     rank, world = dist.get_rank(), dist.get_world_size()
     if world != cfg.ranks:
         raise ConfigError(f"the launcher started {world} ranks but the config says ranks={cfg.ranks}")
-    yield rank, world
+    try:
+        yield rank, world
+    finally:
+        _remove_shm_buffers()
+
+
+SHM_DIR = Path("/dev/shm")
+
+
+def _remove_shm_buffers() -> None:
+    """Unlink this rank's DeepSpeed CPU allreduce buffers (`/dev/shm/deepspeed_allreduce_buffer_*`, ~69 MB
+    each): DeepSpeed never removes them, so every run leaked RAM-backed files. Mappings that are still open
+    stay valid after the unlink, so a process group reused in this process keeps working."""
+    addr, port = os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT")
+    if not addr or not port or not SHM_DIR.is_dir():
+        return
+    rank = os.environ.get("LOCAL_RANK", "0")
+    for path in SHM_DIR.glob(f"deepspeed_allreduce_buffer_*_{addr}_{port}_{rank}"):
+        path.unlink(missing_ok=True)
 
 
 @dataclass
@@ -407,21 +400,8 @@ def _export(engine, task, ema, cfg, run_dir: Path, rank: int) -> str:
     return str(out_dir)
 
 
-def _local_param_numel(module: torch.nn.Module) -> tuple[int, int]:
-    """(elements this rank holds, elements in the model): ZeRO-3 partitions vs the full parameters."""
-    local = total = 0
-    for param in module.parameters():
-        if hasattr(param, "ds_tensor"):
-            local += param.ds_tensor.numel()
-            total += param.ds_numel
-        else:
-            local += param.numel()
-            total += param.numel()
-    return local, total
-
-
 def _result(engine, cfg, run_dir, state, ema, resumed_from, export_dir, finished, device, rank, world):
-    local, total = _local_param_numel(engine.module)
+    local, total = local_param_numel(engine.module)
     memory = {"state_bytes": state.state_bytes, **peak_process_memory()}
     mine = (local, sum(m.numel() for m in local_master_tensors(engine)), ema.numel() if ema else 0, memory)
     everyone: list[Any] = [None] * world
