@@ -93,7 +93,10 @@ def test_rerun_reuses_the_registered_versions(stages: dict[str, str], table: str
 def test_bad_inputs_fail_before_any_process_starts(home: Path, table: str, tmp_path: Path) -> None:
     cfg = _configs()["video"]
     before = sorted((home / "runs").rglob("*"))
-    with pytest.raises(InputError, match=r"models:/svd-image/99: no (registered model named|such version or alias of) 'svd-image'"):
+    with pytest.raises(
+        InputError,
+        match=r"models:/svd-image/99: no (registered model named|such version or alias of) 'svd-image'",
+    ):
         train_flow.step_train_stage(cfg, table, parent="models:/svd-image/99")
     with pytest.raises(InputError, match="cannot read it"):
         train_flow.step_train_stage(cfg, str(tmp_path / "missing.parquet"))

@@ -27,7 +27,9 @@ class SampledFrames:
 
     def __post_init__(self) -> None:
         if self.frames.ndim != 4 or self.frames.shape[-1] != 3 or self.frames.dtype != np.uint8:
-            raise ValueError(f"frames must be uint8 (T, H, W, 3), got {self.frames.dtype} {self.frames.shape}")
+            raise ValueError(
+                f"frames must be uint8 (T, H, W, 3), got {self.frames.dtype} {self.frames.shape}"
+            )
         if len(self.timestamps_s) != len(self.frames):
             raise ValueError("timestamps_s must have one entry per frame")
 
