@@ -12,4 +12,5 @@ echo "== ruff format --check"; .venv/bin/ruff format --check .
 echo "== mypy"; .venv/bin/mypy
 echo "== pytest"
 # shellcheck disable=SC2086
-exec .venv/bin/pytest -m "not slow" ${SVD_TEST_ARGS:-} "$@"
+# Two workers on two cores; a module runs whole on one worker (module-scoped fixtures stay shared).
+exec .venv/bin/pytest -m "not slow" -n 2 --dist loadfile --durations=25 ${SVD_TEST_ARGS:-} "$@"
