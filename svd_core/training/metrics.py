@@ -19,7 +19,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +182,47 @@ def peak_process_memory() -> dict[str, int | None]:
     rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     cuda = int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() else None
     return {"peak_rss_bytes": int(rss_kib) * 1024, "peak_cuda_bytes": cuda}
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or `stop_after`-paused) run reports; also written to `run_dir/result.json`."""
+
+    run_dir: str
+    step: int
+    finished: bool
+    last_loss: float | None
+    checkpoint: str | None
+    export_dir: str | None
+    resumed_from_step: int | None
+    world_size: int
+    zero_stage: int
+    precision: str
+    device: str
+    param_numel_total: int
+    param_numel_per_rank: list[int]
+    master_numel_per_rank: list[int]
+    ema_numel_per_rank: list[int]
+    memory_per_rank: list[dict[str, int | None]]
+    """Per rank: `state_bytes` (live tensors after backward of this invocation's 2nd step: weights, grads,
+    masters, Adam moments, EMA), `peak_rss_bytes` (process high-water mark), `peak_cuda_bytes` (GPU only)."""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainResult:
+        return cls(**json.loads(text))
+
+
+def local_param_numel(module: torch.nn.Module) -> tuple[int, int]:
+    """(elements this rank holds, elements in the model): ZeRO-3 partitions vs the full parameters."""
+    local = total = 0
+    for param in module.parameters():
+        if hasattr(param, "ds_tensor"):
+            local += param.ds_tensor.numel()
+            total += param.ds_numel
+        else:
+            local += param.numel()
+            total += param.numel()
+    return local, total
