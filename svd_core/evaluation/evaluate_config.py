@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -49,6 +49,14 @@ class EvaluateConfig(StageConfig):
     """Let synthetic votes move the champion alias (demo only; real promotions need humans)."""
     experiment: str = "evaluation"
     """Tracking experiment of the studies."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _study_task_follows_task(cls, data: Any) -> Any:
+        # `study.task` defaults to the top-level task, so `study: {axes: ...}` alone is valid.
+        if isinstance(data, dict) and isinstance(data.get("study"), dict) and "task" not in data["study"]:
+            return {**data, "study": {**data["study"], "task": data.get("task", "image-to-video")}}
+        return data
 
     @model_validator(mode="after")
     def _task_matches(self) -> EvaluateConfig:

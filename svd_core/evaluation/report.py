@@ -51,7 +51,10 @@ def leaderboard_figure(slices: list[QuestionResult], synthetic: bool) -> Figure:
         board = result.leaderboard.iloc[::-1]
         y = np.arange(len(board))
         err = np.vstack([board["rating"] - board["lower"], board["upper"] - board["rating"]])
-        ax.errorbar(board["rating"], y, xerr=np.nan_to_num(err), fmt="o", capsize=4, color="tab:blue")
+        # A clean sweep caps the point fit and the bootstrap draws at different bounds, which can put the
+        # rating outside its interval; draw a zero-length bar on that side rather than fail the report.
+        err = np.clip(np.nan_to_num(err.astype(float)), 0.0, None)
+        ax.errorbar(board["rating"], y, xerr=err, fmt="o", capsize=4, color="tab:blue")
         ax.set_yticks(y, board["model"])
         ax.set_xlabel("Elo (Bradley-Terry, bootstrap interval)")
         ax.set_title(_title(f"{result.question} ({result.n_votes} votes)", synthetic), fontsize=10)
