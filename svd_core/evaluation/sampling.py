@@ -71,6 +71,8 @@ def load_generator(pipeline_dir: str | Path, cfg: SamplingConfig) -> tuple[Gener
     info = model_info(folder)
     if info.get("stage") == "image":
         raise InputError(f"{folder} is a stage-I image model; sample from a video stage (II or III)")
+    if "multiview" in info:
+        raise InputError(f"{folder} is a multi-view model; generate orbits with svd_core.multiview.pipeline")
     if info.get("stage") == "interpolation":
         raise InputError(f"{folder} is a frame-interpolation model; use `svd interpolate VIDEO --model ...`")
     sizes = {

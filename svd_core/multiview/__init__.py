@@ -1,0 +1,1 @@
+"""Multi-view fine-tune (SVD-MV): orbit data, elevation conditioning, training task, evaluation."""
