@@ -75,3 +75,29 @@ def postgres_available() -> str | None:
     except Exception as exc:
         return f"no PostgreSQL on 127.0.0.1:5432 ({exc.__class__.__name__})"
     return None
+
+
+CHROMIUM = "/usr/bin/chromium"
+"""Debian's chromium, driven by Playwright through executable_path (no browser download)."""
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def browser_marks() -> list:  # type: ignore[type-arg]
+    """Marks of a browser test module: tiers plus a skip with the install command where chromium is absent."""
+    import pytest
+
+    return [
+        pytest.mark.browser,
+        pytest.mark.integration,
+        pytest.mark.skipif(
+            not os.path.exists(CHROMIUM),
+            reason=f"{CHROMIUM} missing: apt-get install -y chromium chromium-driver (scripts/install_browser.sh)",
+        ),
+    ]

@@ -20,25 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, free_port
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, ROOT, browser_marks, free_port
 from tests.test_dashboard_data import populate_store
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} missing: apt-get install -y chromium"
-    ),
-]
+pytestmark = browser_marks()
 
 # Plots drawn where the page opens them (closed <details> hide older builds' funnels and run-logged plots).
 VISIBLE_PLOTS_JS = """() => [...document.querySelectorAll('img.plot')]

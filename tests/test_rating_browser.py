@@ -20,24 +20,9 @@ import pytest
 
 from flows.rating import service
 from flows.rating.app import create_app
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, browser_marks
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM),
-        reason=f"{CHROMIUM} missing: apt-get install -y chromium chromium-driver",
-    ),
-]
+pytestmark = browser_marks()
 
 
 def write_video(
