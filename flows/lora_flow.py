@@ -260,29 +260,8 @@ class LoraImageToVideo:
         lora_io.set_adapter_scale(self.pipe.unet, self.adapter, scale)
 
     def __call__(self, item: Any) -> Any:
-        import torch
-        from PIL import Image
-
-        from svd_core import io as svd_io
+        from svd_core.evaluation.sampling import image_to_video
 
         if not item.image_uri:
             raise InputError(f"input {item.prompt_id} has no conditioning image; a LoRA model needs `image`")
-        sizes, cfg = self.sizes, self.cfg
-        with svd_io.local_copy(item.image_uri) as path:
-            image = Image.open(path).convert("RGB").resize((sizes["width"], sizes["height"]))
-        out = self.pipe(
-            image,
-            height=sizes["height"],
-            width=sizes["width"],
-            num_frames=sizes["num_frames"],
-            num_inference_steps=cfg.num_inference_steps,
-            min_guidance_scale=1.0,
-            max_guidance_scale=cfg.guidance_scale,
-            fps=cfg.fps,
-            motion_bucket_id=cfg.motion_bucket_id,
-            noise_aug_strength=cfg.noise_aug_strength,
-            generator=torch.Generator("cpu").manual_seed(item.seed),
-            output_type="pt",
-        )
-        frames = out.frames[0].clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()  # (T, H, W, 3) in [0, 1]
-        return (frames * 255).round().astype("uint8")
+        return image_to_video(self.pipe, item, self.cfg, self.sizes)

@@ -91,35 +91,39 @@ def _image_generator(
     folder: Path, cfg: SamplingConfig, sizes: dict[str, int], device: torch.device
 ) -> Generator:
     from diffusers import StableVideoDiffusionPipeline
-    from PIL import Image
 
     pipe = StableVideoDiffusionPipeline.from_pretrained(str(folder), local_files_only=True).to(device)
     pipe.set_progress_bar_config(disable=True)
 
     def generate(item: EvalItem) -> np.ndarray:
-        if not item.image_uri:
-            raise InputError(
-                f"eval item {item.prompt_id} has no conditioning image; image-to-video needs one"
-            )
-        with svd_io.local_copy(item.image_uri) as path:
-            image = Image.open(path).convert("RGB").resize((sizes["width"], sizes["height"]))
-        out = pipe(
-            image,
-            height=sizes["height"],
-            width=sizes["width"],
-            num_frames=sizes["num_frames"],
-            num_inference_steps=cfg.num_inference_steps,
-            min_guidance_scale=1.0,
-            max_guidance_scale=cfg.guidance_scale,
-            fps=cfg.fps,
-            motion_bucket_id=cfg.motion_bucket_id,
-            noise_aug_strength=cfg.noise_aug_strength,
-            generator=torch.Generator("cpu").manual_seed(item.seed),
-            output_type="pt",
-        )
-        return _frames_to_uint8(out.frames[0])
+        return image_to_video(pipe, item, cfg, sizes)
 
     return generate
+
+
+def image_to_video(pipe: Any, item: EvalItem, cfg: SamplingConfig, sizes: dict[str, int]) -> np.ndarray:
+    """One eval item through a loaded `StableVideoDiffusionPipeline` (also used with LoRA adapters loaded)."""
+    from PIL import Image
+
+    if not item.image_uri:
+        raise InputError(f"eval item {item.prompt_id} has no conditioning image; image-to-video needs one")
+    with svd_io.local_copy(item.image_uri) as path:
+        image = Image.open(path).convert("RGB").resize((sizes["width"], sizes["height"]))
+    out = pipe(
+        image,
+        height=sizes["height"],
+        width=sizes["width"],
+        num_frames=sizes["num_frames"],
+        num_inference_steps=cfg.num_inference_steps,
+        min_guidance_scale=1.0,
+        max_guidance_scale=cfg.guidance_scale,
+        fps=cfg.fps,
+        motion_bucket_id=cfg.motion_bucket_id,
+        noise_aug_strength=cfg.noise_aug_strength,
+        generator=torch.Generator("cpu").manual_seed(item.seed),
+        output_type="pt",
+    )
+    return _frames_to_uint8(out.frames[0])
 
 
 def _text_generator(
