@@ -32,8 +32,8 @@ import cv2
 import numpy as np
 
 from svd_core.curation.camera import CameraMotionScorer
+from svd_core.curation.config import LvdConfig
 from svd_core.curation.lvd import process_video
-from svd_core.curation.lvd_config import LvdConfig
 from svd_core.curation.motion import FarnebackFlow, MotionScorer
 from svd_core.video import clips as clips_module
 from svd_core.video.clips import ClipOutput, split_video
@@ -222,8 +222,8 @@ def text_scorers(enabled: bool) -> list[Any]:
     if not enabled:
         return []
     try:
+        from svd_core.curation.config import LearnedScorersConfig
         from svd_core.curation.learned import build_learned_scorers
-        from svd_core.curation.learned_config import LearnedScorersConfig
 
         found = [
             s for s in build_learned_scorers(LearnedScorersConfig(), "cpu") if "text_area_ratio" in s.columns

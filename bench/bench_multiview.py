@@ -31,8 +31,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from svd_core.multiview.orbits import Camera, OrbitRenderConfig, render_view
-from svd_core.multiview.shapes import random_object
+from svd_core.tasks.multiview.config import OrbitRenderConfig
+from svd_core.tasks.multiview.orbits import Camera, render_view
+from svd_core.tasks.multiview.shapes import random_object
 from svd_core.video.writer import write_mp4
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,7 +83,7 @@ def clip_frames(table: str) -> np.ndarray:
 def pretrain_vae(frames: np.ndarray, steps: int, seed: int = 0) -> torch.nn.Module:
     """The tiny VAE fitted to reconstruct `frames` (uint8 (N, H, W, 3)): MSE plus a small KL term."""
     from svd_core.model.build import build_vae
-    from svd_core.model.configs import TINY
+    from svd_core.model.config import TINY
 
     torch.manual_seed(seed)
     vae = build_vae(TINY, seed=seed).train()
@@ -107,7 +108,7 @@ def pretrain_vae(frames: np.ndarray, steps: int, seed: int = 0) -> torch.nn.Modu
 def initial_stage_one(folder: Path, vae: torch.nn.Module, size: int) -> str:
     """A stage-I pipeline folder: random tiny UNet and CLIP, the pretrained VAE (both arms share it)."""
     from svd_core.model.build import build_components
-    from svd_core.model.configs import TINY
+    from svd_core.model.config import TINY
     from svd_core.model.export import export_pipeline
 
     comp = build_components(TINY, "image", 1, sample_size=size // 8, image_unet=True)
@@ -118,7 +119,7 @@ def initial_stage_one(folder: Path, vae: torch.nn.Module, size: int) -> str:
 def base_chain(table: str, start: str, args: argparse.Namespace) -> dict[str, str]:
     from flows import train_flow
     from svd_core.config import load_config
-    from svd_core.training.stage_config import TrainStageConfig
+    from svd_core.tasks.stages.config import TrainStageConfig
 
     common = [
         f"height={args.size}",
@@ -148,7 +149,7 @@ def multiview_arm(
 ) -> tuple[object, object, float, float]:
     from flows import multiview_flow
     from svd_core.config import load_config
-    from svd_core.multiview.config import MultiViewConfig
+    from svd_core.tasks.multiview.config import MultiViewConfig
 
     overrides = [
         f"num_views={args.views}",
@@ -206,8 +207,8 @@ def main() -> None:
         home = Path(tmp) / "home"
         os.environ["SVD_HOME"] = str(home)
         from flows import multiview_flow
-        from svd_core.multiview.evaluate import results_table
-        from svd_core.multiview.orbits import make_orbits
+        from svd_core.tasks.multiview.evaluate import results_table
+        from svd_core.tasks.multiview.orbits import make_orbits
 
         t0 = time.perf_counter()
         orbits = str(Path(tmp) / "orbits")

@@ -28,10 +28,10 @@ import torch
 
 from svd_core.device import resolve_device
 from svd_core.training import trainer as trainer_module
+from svd_core.training.config import TrainerConfig
 from svd_core.training.metrics import read_metrics
 from svd_core.training.testing import SMALL_UNET, TASK_FACTORY, TINY_UNET, tiny_unet_task
 from svd_core.training.trainer import train
-from svd_core.training.trainer_config import TrainerConfig
 
 
 def trainer_config(args: argparse.Namespace, zero_stage: int, ema: bool) -> TrainerConfig:

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from diffusers import UNetSpatioTemporalConditionModel
 
+from svd_core.training.config import TrainerConfig
 from svd_core.training.launch import launch
 from svd_core.training.testing import SMALL_UNET, TASK_FACTORY, TINY_UNET
-from svd_core.training.trainer_config import TrainerConfig
 
 MIB = 2**20
 

@@ -17,10 +17,11 @@ from torch.utils.data import default_collate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from svd_core.config import validate_config
-from svd_core.training.stage import svd_train_task
-from svd_core.training.stage_config import TrainStageConfig
 from tests.test_video_dataset import write_lvd
+
+from svd_core.config import validate_config
+from svd_core.tasks.stages.config import TrainStageConfig
+from svd_core.tasks.stages.task import svd_train_task
 
 FRAMES, HEIGHT, WIDTH, BATCH, STEPS = 14, 64, 96, 2, 8
 

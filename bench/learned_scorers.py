@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from svd_core.curation.captioners import frame_grid
+from svd_core.curation.config import LearnedScorersConfig
 from svd_core.curation.learned import build_learned_scorers
-from svd_core.curation.learned_config import LearnedScorersConfig
 from svd_core.video.frames import SampledFrames
 
 SIZES = {

@@ -1,4 +1,4 @@
-"""Ablation flow: train every variant of an `AblationSpec`, sample each, rank them in ONE preference study.
+"""Ablation flow: train every variant of an `AblationConfig`, sample each, rank them in ONE preference study.
 
 Steps (plain functions; `svd eval ablate` runs them without Prefect, the `ablation` flow wraps them in
 tasks): materialise each variant's training table -> train the shared stage-I model (when a variant is
@@ -24,13 +24,14 @@ import mlflow
 import pandas as pd
 from prefect import flow, task
 
-from flows import eval_flow, registry, tracking, train_flow
+from flows import eval_flow, train_flow
+from flows.integrations import registry, tracking
 from flows.settings import load_settings
-from svd_core import io as svd_io
+from svd_core import storage as svd_io
 from svd_core.errors import InputError
 from svd_core.evaluation.ablation import (
+    AblationConfig,
     AblationPlan,
-    AblationSpec,
     PlannedVariant,
     PreparedDataset,
     plan_ablation,
@@ -42,15 +43,15 @@ from svd_core.evaluation.ablation import (
     write_ablation_report,
 )
 from svd_core.evaluation.analyze import AnalysisResult
+from svd_core.evaluation.config import EvaluateConfig
 from svd_core.evaluation.evalsets import resolve_eval_set
-from svd_core.evaluation.evaluate_config import EvaluateConfig
 from svd_core.evaluation.study import StudyDesign, load_study_design
 
 Say = Callable[[str], None]
 WAITING = "waiting for human votes"
 
 
-def ablation_root(spec: AblationSpec) -> str:
+def ablation_root(spec: AblationConfig) -> str:
     return svd_io.join_uri(load_settings().resolved_artifact_root, "ablations", spec.name)
 
 
@@ -179,7 +180,7 @@ def load_human_votes(uri: str) -> pd.DataFrame:
 
 
 def run_ablation(
-    spec: AblationSpec, votes: pd.DataFrame | None = None, say: Say | None = None
+    spec: AblationConfig, votes: pd.DataFrame | None = None, say: Say | None = None
 ) -> dict[str, Any]:
     """The whole ablation without Prefect (the CLI's path); `say` hears about each step as it starts."""
     say = say or (lambda _msg: None)
@@ -212,7 +213,7 @@ report_task = task(step_report, name="ablation-report")
 
 
 @flow(name="ablation", log_prints=True)
-def ablation(spec: AblationSpec, votes_uri: str | None = None) -> dict[str, Any]:
+def ablation(spec: AblationConfig, votes_uri: str | None = None) -> dict[str, Any]:
     """Prefect flow: the same steps as `run_ablation`, each variant's training and sampling a task."""
     plan = plan_ablation(spec)
     votes = load_human_votes(votes_uri) if votes_uri else None

@@ -16,10 +16,10 @@ from typing import Any
 import mlflow
 from prefect import flow, task
 
-from flows import tracking
-from flows.validation import make_validation_fn
-from svd_core import io as svd_io
-from svd_core.curation.build_config import DatasetBuildConfig
+from flows.integrations import tracking
+from flows.integrations.validation import make_validation_fn
+from svd_core import storage as svd_io
+from svd_core.curation.config import DatasetBuildConfig
 from svd_core.curation.lvd import LvdSummary, build_lvd
 from svd_core.curation.publish import build_filtered
 

@@ -29,14 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 from prefect import flow
 
-import flows.storage  # noqa: F401  (configs, data and outputs may live on s3://)
+import flows.integrations.s3  # noqa: F401  (configs, data and outputs may live on s3://)
 from flows.settings import load_settings
 from svd_core.config import load_config
 from svd_core.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
-    from flows.registry import ResolvedModel
-    from svd_core.curation.build_config import DatasetBuildConfig
+    from flows.integrations.registry import ResolvedModel
+    from svd_core.curation.config import DatasetBuildConfig
 
 # The flow modules are imported inside the entry flows: each pulls in a different heavy stack (a dataset
 # build's flow-run process need not import diffusers, a training run need not import Great Expectations).
@@ -322,7 +322,7 @@ def build_dataset_from_config(
     """Deployment entry: load a DatasetBuildConfig YAML (+ dotted overrides such as `source=...`) and run
     the `build_dataset` flow."""
     from flows import dataset_flow
-    from svd_core.curation.build_config import DatasetBuildConfig
+    from svd_core.curation.config import DatasetBuildConfig
 
     cfg = load_config(DatasetBuildConfig, config, overrides or ())
     return dataset_flow.build_dataset(cfg)
@@ -360,7 +360,7 @@ def train_all_from_config(
     `overrides` applied to every stage then `stage_overrides[stage]` to that one, then `train_all` on `data`
     (the event's new table; None keeps each config's data.table_uri)."""
     from flows import train_flow
-    from svd_core.training.stage_config import TrainStageConfig
+    from svd_core.tasks.stages.config import TrainStageConfig
 
     paths = configs or DEFAULT_TRAIN_CONFIGS
     per_stage = stage_overrides or {}
@@ -380,7 +380,7 @@ def newest_model_version(model_name: str) -> str:
     """`models:/NAME/N` of the highest registered version of `model_name`."""
     from mlflow.tracking import MlflowClient
 
-    from flows import tracking
+    from flows.integrations import tracking
 
     tracking.configure()
     versions = [int(v.version) for v in MlflowClient().search_model_versions(f"name='{model_name}'")]
@@ -397,7 +397,7 @@ def promote_newest(
 ) -> dict[str, Any]:
     """Deployment entry: the newest registered version of `model_name` vs `@champion` (`promote_challenger`)."""
     from flows import eval_flow
-    from svd_core.evaluation.evaluate_config import EvaluateConfig
+    from svd_core.evaluation.config import EvaluateConfig
 
     cfg = load_config(EvaluateConfig, config, overrides or ())
     challenger = newest_model_version(model_name)

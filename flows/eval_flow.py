@@ -18,13 +18,13 @@ import mlflow
 import pandas as pd
 from prefect import flow, task
 
-from flows import registry, tracking
+from flows.integrations import registry, tracking
 from flows.settings import load_settings
-from svd_core import io as svd_io
+from svd_core import storage as svd_io
 from svd_core.errors import InputError
 from svd_core.evaluation.analyze import AnalysisResult, analyze
+from svd_core.evaluation.config import EvaluateConfig
 from svd_core.evaluation.evalsets import EvalSet, resolve_eval_set
-from svd_core.evaluation.evaluate_config import EvaluateConfig
 from svd_core.evaluation.promotion import PromotionDecision, decide_promotion
 from svd_core.evaluation.report import write_report
 from svd_core.evaluation.sampling import sample_eval_set

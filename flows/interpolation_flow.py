@@ -20,18 +20,18 @@ import mlflow.pyfunc
 import pandas as pd
 from prefect import flow, task
 
-from flows import registry, tracking
+from flows.integrations import registry, tracking
 from flows.settings import load_settings
 from flows.train_flow import dataset_version, find_registered
 from svd_core.config import apply_overrides, validate_config
 from svd_core.data.video_dataset import resolve_table_uri
 from svd_core.errors import InputError
-from svd_core.interpolation import infer
-from svd_core.interpolation.config import InterpolateConfig, InterpolationConfig
-from svd_core.interpolation.model import STAGE
-from svd_core.interpolation.task import check_config
-from svd_core.interpolation.task import train_interpolation as run_interpolation_ranks
 from svd_core.model.pipeline_io import resolve_pipeline_dir
+from svd_core.tasks.interpolation import infer
+from svd_core.tasks.interpolation.config import InterpolateConfig, InterpolationConfig
+from svd_core.tasks.interpolation.model import STAGE
+from svd_core.tasks.interpolation.task import check_config
+from svd_core.tasks.interpolation.task import train_interpolation as run_interpolation_ranks
 
 MODEL_NAME = "svd-interpolation"
 ROW_SETTINGS = ("seed", "num_inference_steps", "batch_size")

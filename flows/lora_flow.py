@@ -23,14 +23,15 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 from prefect import flow, task
 
-from flows import registry, tracking
-from flows.pyfunc_video import SvdVideoModel
+from flows.integrations import registry, tracking
+from flows.integrations.pyfunc import SvdVideoModel
 from flows.settings import load_settings
 from flows.train_flow import dataset_version, find_registered
 from svd_core.config import apply_overrides, validate_config
 from svd_core.errors import InputError
-from svd_core.training.lora import LoraTrainConfig, validate_lora_inputs
-from svd_core.training.lora import train_lora as run_lora_ranks
+from svd_core.tasks.lora.config import LoraTrainConfig
+from svd_core.tasks.lora.task import train_lora as run_lora_ranks
+from svd_core.tasks.lora.task import validate_lora_inputs
 
 ADAPTER_ARTIFACT = "adapter"
 BASE_MODEL_KEY = "base_model_uri"
@@ -154,7 +155,7 @@ def pyfunc_signature() -> Any:
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
-    from svd_core.evaluation.sampling import SamplingConfig
+    from svd_core.evaluation.config import SamplingConfig
 
     inputs = Schema([ColSpec("string", "image"), *(ColSpec("long", name, required=False)
                      for name in ("seed", "num_frames", "fps", "num_inference_steps"))])  # fmt: skip

@@ -21,8 +21,8 @@ from prefect.cache_policies import NONE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from svd_core.config import load_config
+from svd_core.curation.config import LvdConfig, RunConfig
 from svd_core.curation.lvd import LvdSummary, VideoResult, default_scorers, finalize_lvd, process_video
-from svd_core.curation.lvd_config import LvdConfig, RunConfig
 from svd_core.curation.scorer_base import ClipScorer
 from svd_core.curation.sources import VideoSource, resolve_sources
 

@@ -1,6 +1,6 @@
 """Multi-view fine-tune (SVD-MV) through the platform: orbit data, training, registration, evaluation.
 
-- `step_make_orbits`: render a synthetic orbit dataset (svd_core.multiview.orbits).
+- `step_make_orbits`: render a synthetic orbit dataset (svd_core.tasks.multiview.orbits).
 - `step_train_multiview`: resolve the registered base (must be image-to-video, or a stage-I model for the
   SD2.1-MV baseline), validate every orbit folder, launch the DeepSpeed ranks with the EDM objective, stream
   metrics into MLflow (experiment "training", tags svd.kind=train, svd.stage=multiview) and register the
@@ -28,19 +28,18 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 from prefect import flow, task
 
-from flows import registry, tracking
+from flows.integrations import registry, tracking
 from flows.settings import load_settings
 from flows.train_flow import find_registered
 from svd_core.config import apply_overrides, validate_config
 from svd_core.errors import InputError
-from svd_core.multiview.base import check_base_folder
-from svd_core.multiview.config import MultiViewConfig
-from svd_core.multiview.dataset import orbits_version
-from svd_core.multiview.evaluate import MultiViewScores, evaluate_orbits, results_table
-from svd_core.multiview.orbits import OrbitRenderConfig
-from svd_core.multiview.orbits import make_orbits as render_orbits
-from svd_core.multiview.task import stage_orbits
-from svd_core.multiview.task import train_multiview as run_multiview_ranks
+from svd_core.tasks.multiview.base import check_base_folder
+from svd_core.tasks.multiview.config import MultiViewConfig, OrbitRenderConfig
+from svd_core.tasks.multiview.dataset import orbits_version
+from svd_core.tasks.multiview.evaluate import MultiViewScores, evaluate_orbits, results_table
+from svd_core.tasks.multiview.orbits import make_orbits as render_orbits
+from svd_core.tasks.multiview.task import stage_orbits
+from svd_core.tasks.multiview.task import train_multiview as run_multiview_ranks
 
 MODEL_NAME = "svd-mv"
 STAGE = "multiview"
@@ -211,9 +210,9 @@ class SvdMultiViewModel(mlflow.pyfunc.PythonModel):
     ) -> pd.DataFrame:
         from PIL import Image
 
-        from svd_core import io as svd_io
-        from svd_core.multiview.orbits import png_bytes
-        from svd_core.multiview.pipeline import generate_orbit, load_multiview_pipeline
+        from svd_core import storage as svd_io
+        from svd_core.tasks.multiview.orbits import png_bytes
+        from svd_core.tasks.multiview.pipeline import generate_orbit, load_multiview_pipeline
 
         params = dict(params or {})
         missing = [c for c in ("image", "elevation") if c not in model_input.columns]

@@ -3,7 +3,7 @@ handing over through the registry).
 
 The steps are plain functions (`svd train ...` runs them without Prefect); the flows wrap them in tasks.
 Each stage: resolve the parent registered version to a local pipeline folder, launch the DeepSpeed ranks
-(svd_core.training.stage.train_stage), stream metrics.jsonl into MLflow while they run, then register the
+(svd_core.tasks.stages.task.train_stage), stream metrics.jsonl into MLflow while they run, then register the
 exported pipeline as a pyfunc model with lineage tags. A rerun with the same config, parent and dataset
 reuses the registered version; an interrupted run resumes from its last checkpoint.
 """
@@ -20,14 +20,14 @@ import mlflow
 from mlflow.tracking import MlflowClient
 from prefect import flow, task
 
-from flows import registry, tracking
-from flows.pyfunc_video import SvdVideoModel, video_signature
+from flows.integrations import registry, tracking
+from flows.integrations.pyfunc import SvdVideoModel, video_signature
 from flows.settings import load_settings
-from svd_core import io as svd_io
+from svd_core import storage as svd_io
 from svd_core.config import apply_overrides, validate_config
 from svd_core.errors import InputError
-from svd_core.training.stage import train_stage as run_stage_ranks
-from svd_core.training.stage_config import TrainStageConfig
+from svd_core.tasks.stages.config import TrainStageConfig
+from svd_core.tasks.stages.task import train_stage as run_stage_ranks
 
 STAGE_MODEL_NAMES = {"image": "svd-image", "video": "svd-video", "finetune": "svd"}
 """Registered model per stage; stage III (`svd`) is the product model that evaluation promotes."""

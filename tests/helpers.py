@@ -33,7 +33,7 @@ def svd_cli(*args: str, env: dict[str, str] | None = None, check: bool = True, t
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SVD_", "MLFLOW_", "PREFECT_API"))}
     full_env.update(env or {})
     proc = subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args],
+        [sys.executable, "-m", "flows.cli.main", *args],
         cwd=ROOT,
         env=full_env,
         capture_output=True,

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from svd_core.curation.lvd_config import CameraConfig
+from svd_core.curation.config import CameraConfig
 from svd_core.curation.motion import FarnebackFlow, FlowFields
 from svd_core.video.frames import SampledFrames
 

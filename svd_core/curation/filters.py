@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from svd_core.curation.filter_config import FilterConfig, ScoreFilter, Threshold
+from svd_core.curation.config import FilterConfig, ScoreFilterConfig, ThresholdConfig
 from svd_core.curation.schema import SCORE_COLUMNS
 from svd_core.errors import ConfigError, InputError
 
@@ -70,17 +70,17 @@ def _require_values(table: pd.DataFrame, column: str, config_key: str, source: s
         )
 
 
-def _resolve_bound(values: np.ndarray, bound: Threshold | None) -> float | None:
+def _resolve_bound(values: np.ndarray, bound: ThresholdConfig | None) -> float | None:
     if bound is None:
         return None
     if bound.abs is not None:
         return float(bound.abs)
-    assert bound.pct is not None  # Threshold holds exactly one of abs / pct
+    assert bound.pct is not None  # ThresholdConfig holds exactly one of abs / pct
     return float(np.percentile(values, bound.pct))
 
 
 def resolve_score_threshold(
-    table: pd.DataFrame, column: str, rule: ScoreFilter, source: str
+    table: pd.DataFrame, column: str, rule: ScoreFilterConfig, source: str
 ) -> ResolvedThreshold:
     """Turn one score filter's bounds into absolute numbers (percentiles over the non-null scores)."""
     _require_values(table, column, f"scores.{column}.enabled", source)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from svd_core.curation.filter_config import FilterConfig
+from svd_core.curation.config import FilterConfig
 from svd_core.curation.filters import FilterResult
 from svd_core.curation.schema import SCORE_COLUMNS
 

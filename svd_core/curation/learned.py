@@ -17,8 +17,8 @@ import torch
 from svd_core.curation.aesthetic import AestheticScorer, load_aesthetic_head
 from svd_core.curation.captioners import CaptionChain, ImageToText, LlmMerger
 from svd_core.curation.clip_score import ClipEncoder, ClipScoreScorer
+from svd_core.curation.config import LearnedScorersConfig
 from svd_core.curation.craft import load_craft
-from svd_core.curation.learned_config import LearnedScorersConfig
 from svd_core.curation.model_loading import local_model_dir, local_weights_file
 from svd_core.curation.scorer_base import ClipScorer
 from svd_core.curation.text_detect import TextAreaScorer

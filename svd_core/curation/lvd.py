@@ -28,8 +28,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from svd_core import io as svd_io
-from svd_core.curation.lvd_config import LvdConfig
+from svd_core import storage as svd_io
+from svd_core.curation.config import LvdConfig
 from svd_core.curation.schema import LVD_COLUMNS, LVD_SCHEMA, QUARANTINE_SCHEMA
 from svd_core.curation.scorer_base import ClipScorer
 from svd_core.curation.sources import VideoSource, resolve_sources

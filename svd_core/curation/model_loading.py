@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from svd_core import io
+from svd_core import storage as svd_io
 from svd_core.errors import InputError, StorageError
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt")
@@ -38,7 +38,7 @@ def _copy_prefix(prefix: str, dest: Path, config_key: str) -> Path:
     """Copy every object under `prefix` into `dest`, keeping relative paths; all or nothing."""
     base = prefix.rstrip("/")
     try:
-        uris = [u for u in io.list_uris(base + "/") if u.startswith(base + "/")]
+        uris = [u for u in svd_io.list_uris(base + "/") if u.startswith(base + "/")]
     except StorageError as exc:
         raise InputError(f"{config_key}: cannot list {prefix}: {exc}") from exc
     if not uris:
@@ -47,9 +47,9 @@ def _copy_prefix(prefix: str, dest: Path, config_key: str) -> Path:
             f"(config.json + weights) {_off_hint(config_key)}"
         )
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{io.TEMP_MARK}{dest.name}-", dir=dest.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{svd_io.TEMP_MARK}{dest.name}-", dir=dest.parent))
     try:
-        store = io.store_for(base)
+        store = svd_io.store_for(base)
         for uri in uris:
             try:
                 store.get_file(uri, tmp / uri[len(base) + 1 :])
@@ -67,8 +67,8 @@ def _copy_prefix(prefix: str, dest: Path, config_key: str) -> Path:
 
 def local_model_dir(location: str, config_key: str, cache_dir: str | Path) -> Path:
     """Local folder holding a `save_pretrained` model: `location` itself, or its cached copy when remote."""
-    if io.is_local(location):
-        path = io.local_path(location)
+    if svd_io.is_local(location):
+        path = svd_io.local_path(location)
     else:
         path = _cache_slot(cache_dir, location)
         if not path.is_dir():
@@ -88,8 +88,8 @@ def local_model_dir(location: str, config_key: str, cache_dir: str | Path) -> Pa
 
 def local_weights_file(location: str, config_key: str, cache_dir: str | Path) -> Path:
     """Local path of a single weights file (`.pth`/`.safetensors`), copied from the store when remote."""
-    if io.is_local(location):
-        path = io.local_path(location)
+    if svd_io.is_local(location):
+        path = svd_io.local_path(location)
         if not path.is_file():
             raise InputError(
                 f"{config_key}: {location} is not a file; point it at a .pth or .safetensors weights file "
@@ -99,8 +99,8 @@ def local_weights_file(location: str, config_key: str, cache_dir: str | Path) ->
     path = _cache_slot(cache_dir, location) / location.rstrip("/").rsplit("/", 1)[-1]
     if not path.is_file():
         try:
-            with io.atomic_local_write(path) as tmp:  # a cut-off download never looks like a cached file
-                io.store_for(location).get_file(location, tmp)
+            with svd_io.atomic_local_write(path) as tmp:  # a cut-off download never looks like a cached file
+                svd_io.store_for(location).get_file(location, tmp)
         except StorageError as exc:
             raise InputError(
                 f"{config_key}: cannot fetch {location}: {exc}; {_off_hint(config_key)}"

@@ -28,7 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from svd_core.curation.lvd_config import ScoringConfig
+from svd_core.curation.config import ScoringConfig
 from svd_core.video.frames import SampledFrames
 
 MOTION_VERSION = "farneback-phaseinit-v1"

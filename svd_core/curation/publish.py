@@ -1,6 +1,6 @@
 """Publish curated tables as immutable versions behind a CURRENT pointer, only after a validation gate.
 
-Layout under OUT (any URI svd_core.io serves):
+Layout under OUT (any URI svd_core.storage serves):
 
     OUT/<name>/<version>/<name>.parquet          the table
     OUT/<name>/<version>/<name>_funnel.json|.csv filter statistics (filtered tables only)
@@ -13,7 +13,7 @@ Every object is written atomically and the pointer flips only after all of a ver
 crash or a failed gate leaves the previous version current and complete. `<name>_metrics.json` sits beside
 (not inside) the dataset folder so a DVC stage can declare `OUT/<name>` as an output and the metrics file
 as a metric without the two overlapping. The validation itself (Great Expectations) lives in
-`flows.validation`; this module only consumes its `ValidationReport`.
+`flows.integrations.validation`; this module only consumes its `ValidationReport`.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from svd_core import io
-from svd_core.curation.filter_config import FilterConfig, SubsetConfig
+from svd_core import storage as svd_io
+from svd_core.curation.config import FilterConfig, SubsetConfig
 from svd_core.curation.filters import apply_filters
 from svd_core.curation.funnel import Funnel, compute_funnel
 from svd_core.curation.schema import LVD_COLUMNS, LVD_SCHEMA
@@ -64,7 +64,7 @@ class FailedExpectation:
 
 @dataclass(frozen=True)
 class ValidationReport:
-    """Outcome of a validation gate over one table (filled by flows.validation)."""
+    """Outcome of a validation gate over one table (filled by flows.integrations.validation)."""
 
     success: bool
     evaluated: int
@@ -84,7 +84,7 @@ class ValidationReport:
 
 
 ValidationFn = Callable[[pd.DataFrame, Mapping[str, Any] | None, str], ValidationReport]
-"""(table, funnel metrics or None, dataset name) -> report; flows.validation.make_validation_fn builds one."""
+"""(table, funnel metrics or None, dataset name) -> report; flows.integrations.validation.make_validation_fn builds one."""
 
 
 class PublishBlockedError(SvdError):
@@ -112,9 +112,9 @@ def _json_bytes(data: Mapping[str, Any]) -> bytes:
 
 
 def read_table(uri: str) -> pd.DataFrame:
-    """Read a parquet table from any URI svd_core.io serves."""
+    """Read a parquet table from any URI svd_core.storage serves."""
     try:
-        with io.local_copy(uri) as path:
+        with svd_io.local_copy(uri) as path:
             return pd.read_parquet(path)
     except StorageError as exc:
         raise InputError(f"cannot read table {uri}: {exc}") from exc
@@ -139,22 +139,22 @@ def _parquet_file(table: pd.DataFrame) -> Iterator[tuple[Path, str]]:
 def write_table(table: pd.DataFrame, uri: str) -> str:
     """Write `table` as parquet to `uri` atomically; return the file's sha256."""
     with _parquet_file(table) as (path, digest):
-        io.put_file(path, uri)
+        svd_io.put_file(path, uri)
     return digest
 
 
 def dataset_uri(out_uri: str, name: str) -> str:
-    return io.join_uri(str(out_uri), name)
+    return svd_io.join_uri(str(out_uri), name)
 
 
 def current_version(out_uri: str, name: str) -> PublishedVersion | None:
     """The version `OUT/<name>/CURRENT` names, or None if nothing was published yet."""
-    pointer = io.join_uri(dataset_uri(out_uri, name), CURRENT_FILE)
-    if not io.exists(pointer):
+    pointer = svd_io.join_uri(dataset_uri(out_uri, name), CURRENT_FILE)
+    if not svd_io.exists(pointer):
         return None
-    data = json.loads(io.read_bytes(pointer))
-    base = io.join_uri(dataset_uri(out_uri, name), data["version"])
-    files = {kind: io.join_uri(base, rel) for kind, rel in data["files"].items()}
+    data = json.loads(svd_io.read_bytes(pointer))
+    base = svd_io.join_uri(dataset_uri(out_uri, name), data["version"])
+    files = {kind: svd_io.join_uri(base, rel) for kind, rel in data["files"].items()}
     return PublishedVersion(name, data["version"], base, files, data["rows"], data["published_at"])
 
 
@@ -162,7 +162,7 @@ def _current_if_same_table(out_uri: str, name: str, digest: str) -> PublishedVer
     current = current_version(out_uri, name)
     if current is None:
         return None
-    pointer = json.loads(io.read_bytes(io.join_uri(dataset_uri(out_uri, name), CURRENT_FILE)))
+    pointer = json.loads(svd_io.read_bytes(svd_io.join_uri(dataset_uri(out_uri, name), CURRENT_FILE)))
     return current if pointer.get("table_sha256") == digest else None
 
 
@@ -176,13 +176,13 @@ def read_current_table(out_uri: str, name: str) -> pd.DataFrame:
 def list_versions(out_uri: str, name: str) -> list[str]:
     """Version folder names under OUT/<name>, oldest first (names start with a UTC timestamp)."""
     base = dataset_uri(out_uri, name)
-    if io.is_local(base):
-        root = io.local_path(base)
+    if svd_io.is_local(base):
+        root = svd_io.local_path(base)
         names = [p.name for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
     else:
         prefix = base.rstrip("/") + "/"
         names = [
-            uri[len(prefix) :].split("/", 1)[0] for uri in io.list_uris(prefix) if uri.startswith(prefix)
+            uri[len(prefix) :].split("/", 1)[0] for uri in svd_io.list_uris(prefix) if uri.startswith(prefix)
         ]
     return sorted({n for n in names if VERSION_PATTERN.match(n)})
 
@@ -191,12 +191,12 @@ def _prune(out_uri: str, name: str, keep: int, current: str) -> list[str]:
     """Delete all but the newest `keep` versions (never the current one); return the deleted names."""
     versions = list_versions(out_uri, name)
     doomed = [v for v in versions[: max(0, len(versions) - keep)] if v != current]
-    store = io.store_for(out_uri)
+    store = svd_io.store_for(out_uri)
     for version in doomed:
-        folder = io.join_uri(dataset_uri(out_uri, name), version)
-        for uri in io.list_uris(folder):
+        folder = svd_io.join_uri(dataset_uri(out_uri, name), version)
+        for uri in svd_io.list_uris(folder):
             store.delete(uri)
-        if io.is_local(folder):
+        if svd_io.is_local(folder):
             store.delete(folder)  # the emptied folder
     return doomed
 
@@ -227,8 +227,8 @@ def publish_dataset(
         if unchanged is not None:  # a rerun on the same inputs: nothing new to publish
             return unchanged
         version = f"{published_at:%Y%m%dT%H%M%S%fZ}-{digest[:8]}"
-        base = io.join_uri(dataset_uri(out_uri, name), version)
-        io.put_file(path, io.join_uri(base, f"{name}.parquet"))
+        base = svd_io.join_uri(dataset_uri(out_uri, name), version)
+        svd_io.put_file(path, svd_io.join_uri(base, f"{name}.parquet"))
     files = {"table": f"{name}.parquet"}
     blobs: dict[str, tuple[str, bytes]] = {}
     if funnel is not None:
@@ -238,7 +238,7 @@ def publish_dataset(
     if report is not None:
         blobs["validation"] = (f"{name}_validation.json", _json_bytes(report.to_dict()))
     for kind, (rel, data) in blobs.items():
-        io.write_bytes(io.join_uri(base, rel), data)
+        svd_io.write_bytes(svd_io.join_uri(base, rel), data)
         files[kind] = rel
     pointer = {
         "name": name,
@@ -248,18 +248,18 @@ def publish_dataset(
         "table_sha256": digest,
         "files": files,
     }
-    io.write_bytes(io.join_uri(base, "manifest.json"), _json_bytes(pointer))
+    svd_io.write_bytes(svd_io.join_uri(base, "manifest.json"), _json_bytes(pointer))
     # The flip: until this write lands, readers see the previous version.
-    io.write_bytes(io.join_uri(dataset_uri(out_uri, name), CURRENT_FILE), _json_bytes(pointer))
-    io.write_bytes(
-        io.join_uri(str(out_uri), f"{name}_metrics.json"), _json_bytes(_metrics(table, funnel, version))
+    svd_io.write_bytes(svd_io.join_uri(dataset_uri(out_uri, name), CURRENT_FILE), _json_bytes(pointer))
+    svd_io.write_bytes(
+        svd_io.join_uri(str(out_uri), f"{name}_metrics.json"), _json_bytes(_metrics(table, funnel, version))
     )
     _prune(out_uri, name, keep_versions, current=version)
     return PublishedVersion(
         name,
         version,
         base,
-        {k: io.join_uri(base, v) for k, v in files.items()},
+        {k: svd_io.join_uri(base, v) for k, v in files.items()},
         len(table),
         published_iso,
     )

@@ -2,7 +2,7 @@
 
 A manifest is a CSV or Parquet table with a `uri` column (absolute URIs, or paths relative to the
 manifest's folder) and optional `title` and `description` columns, which travel with the video to the
-scorers (the metadata caption). Folders and prefixes are listed through `svd_core.io.list_uris`, so the
+scorers (the metadata caption). Folders and prefixes are listed through `svd_core.storage.list_uris`, so the
 same call works on S3 once the platform registered its backend; only files with a video extension count
 (a `.json` or `.txt` next to the videos is not an input).
 """
@@ -16,7 +16,7 @@ from pathlib import PurePosixPath
 
 import pandas as pd
 
-from svd_core import io as svd_io
+from svd_core import storage as svd_io
 from svd_core.errors import InputError, StorageError
 
 VIDEO_EXTENSIONS = frozenset(

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from svd_core.curation.filter_config import SubsetConfig
+from svd_core.curation.config import SubsetConfig
 from svd_core.curation.schema import LVD_COLUMNS, LVD_SCHEMA
 from svd_core.errors import InputError
 

@@ -6,7 +6,7 @@ item's `cond_noise_seed`) and the CLIP context. The cache stores those, one safe
 under `<root>/<fingerprint>/`, where the fingerprint covers the dataset's sampling parameters and the
 encoders' weights; a change of either starts a fresh cache. The posterior is stored as mean and std and
 sampled at training time from the training generator, so a cached run computes the same loss as an
-uncached one. Objects are written atomically through `svd_core.io` (local or s3://).
+uncached one. Objects are written atomically through `svd_core.storage` (local or s3://).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from svd_core import io
+from svd_core import storage as svd_io
 from svd_core.data.video_dataset import VideoClipDataset
 from svd_core.errors import InputError
 from svd_core.model import encoders
@@ -65,21 +65,21 @@ def cache_fingerprint(dataset: VideoClipDataset, components: Components) -> str:
 
 class LatentCache:
     def __init__(self, root_uri: str, fingerprint: str):
-        self.prefix = io.join_uri(root_uri, fingerprint)
+        self.prefix = svd_io.join_uri(root_uri, fingerprint)
 
     def uri(self, index: int) -> str:
-        return io.join_uri(self.prefix, f"{index:09d}.safetensors")
+        return svd_io.join_uri(self.prefix, f"{index:09d}.safetensors")
 
     def get(self, index: int) -> dict[str, torch.Tensor] | None:
         uri = self.uri(index)
-        return load_tensors(io.read_bytes(uri)) if io.exists(uri) else None
+        return load_tensors(svd_io.read_bytes(uri)) if svd_io.exists(uri) else None
 
     def put(self, index: int, tensors: dict[str, torch.Tensor]) -> None:
         data = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        io.write_bytes(self.uri(index), save_tensors(data))
+        svd_io.write_bytes(self.uri(index), save_tensors(data))
 
     def missing(self, count: int) -> list[int]:
-        present = {u.rsplit("/", 1)[-1] for u in io.list_uris(self.prefix)}
+        present = {u.rsplit("/", 1)[-1] for u in svd_io.list_uris(self.prefix)}
         return [i for i in range(count) if f"{i:09d}.safetensors" not in present]
 
 

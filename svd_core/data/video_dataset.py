@@ -42,7 +42,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import torch
 
-from svd_core import io
+from svd_core import storage as svd_io
 from svd_core.curation.publish import CURRENT_FILE, current_version
 from svd_core.data.transforms import (
     feasible_fps,
@@ -62,7 +62,7 @@ Tokenize = Callable[[str], torch.Tensor]
 def resolve_table_uri(uri: str) -> str:
     """A `.parquet` URI as given; a published dataset folder (`OUT/<name>` with a CURRENT pointer, as
     `svd data filter` writes) -> the table of its current version."""
-    if uri.endswith(".parquet") or not io.exists(io.join_uri(uri, CURRENT_FILE)):
+    if uri.endswith(".parquet") or not svd_io.exists(svd_io.join_uri(uri, CURRENT_FILE)):
         return uri
     parent, _, name = uri.rstrip("/").rpartition("/")
     return current_version(parent, name).files["table"]
@@ -71,7 +71,7 @@ def resolve_table_uri(uri: str) -> str:
 def read_table(uri: str) -> pd.DataFrame:
     """The Parquet table at `uri` (file:// path or s3://), validated to have rows and the needed columns."""
     try:
-        data = io.read_bytes(uri)
+        data = svd_io.read_bytes(uri)
     except StorageError as exc:
         raise InputError(
             f"training table {uri} cannot be read ({exc}); run the LVD build/filter first"
@@ -248,7 +248,7 @@ class ShardReader:
     def read(self, clip_uri: str) -> bytes:
         shard, sep, member = clip_uri.rpartition("#")
         if not sep:
-            return io.read_bytes(clip_uri)
+            return svd_io.read_bytes(clip_uri)
         path = self._local_shard(shard)
         members = self._members.get(shard)
         if members is None:
@@ -273,17 +273,17 @@ class ShardReader:
     def _local_shard(self, shard: str) -> Path:
         if shard in self._paths:
             return self._paths[shard]
-        if io.is_local(shard):
-            path = io.local_path(shard)
+        if svd_io.is_local(shard):
+            path = svd_io.local_path(shard)
             if not path.is_file():
                 raise InputError(f"shard {shard} does not exist; the table points at clips that were moved")
         else:
             path = self.cache_dir / (hashlib.sha256(shard.encode()).hexdigest()[:24] + ".tar")
             if not path.is_file():
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.parent / f"{io.TEMP_MARK}{uuid.uuid4().hex}.tar"
+                tmp = path.parent / f"{svd_io.TEMP_MARK}{uuid.uuid4().hex}.tar"
                 try:
-                    io.store_for(shard).get_file(shard, tmp)
+                    svd_io.store_for(shard).get_file(shard, tmp)
                     os.replace(tmp, path)
                 finally:
                     tmp.unlink(missing_ok=True)

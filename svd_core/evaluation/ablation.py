@@ -19,247 +19,35 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import itertools
 import json
-import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
-from pydantic import Field, field_validator, model_validator
 
-from svd_core import io as svd_io
-from svd_core.config import StageConfig, apply_overrides, parse_override, read_yaml, validate_config
-from svd_core.curation.filter_config import FilterConfig
-from svd_core.curation.schema import SCORE_COLUMNS
+from svd_core import storage as svd_io
+from svd_core.config import apply_overrides, read_yaml, validate_config
 from svd_core.errors import ConfigError
 from svd_core.evaluation.analyze import QuestionResult, jsonable
-from svd_core.evaluation.evaluate_config import EvaluateConfig
-from svd_core.training.stage_config import TrainStageConfig
-
-InitKind = Literal["image_pretrained", "scratch"]
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,47}$")
-"""Spec and variant names: lower case (sample folders and model names must not differ by case only)."""
-IMAGE_STAGE_SUFFIX = "image"
-"""The shared stage-I model is `ablation-<spec>-image`, so no variant may be called `image`."""
-RESERVED_KEYS = ("stage", "init.kind", "init.image_unet_uri", "init.pipeline_uri", "data.table_uri")
-"""Stage-II keys the runner sets (from `init` and `dataset`); a variant override of them is refused."""
-
-
-def _check_name(value: str, what: str) -> str:
-    if not NAME_PATTERN.match(value):
-        raise ValueError(
-            f"{what} {value!r} must be 1-48 lower-case letters, digits, '_', '.' or '-' (starting with a "
-            "letter or digit); it becomes part of registered model names"
-        )
-    return value
-
-
-def _check_overrides(values: list[str]) -> list[str]:
-    for text in values:
-        parse_override(text)  # raises ConfigError naming the bad override
-    return values
-
-
-class DatasetVariant(StageConfig):
-    """The training table of a variant: a table as given, or that table filtered."""
-
-    table_uri: str | None = None
-    """LVD(-F) Parquet table or published dataset folder; null: the spec's `data`."""
-    score: str | None = None
-    """Score column whose bottom `drop_bottom_pct` percent is dropped (one of the LVD score columns)."""
-    drop_bottom_pct: float | None = Field(None, gt=0.0, lt=100.0)
-    """Drop clips below this percentile of `score` on the table (paper sweeps: 12.5, 25, 50)."""
-    filter: FilterConfig | None = None
-    """A full LVD -> LVD-F filter config instead (e.g. the paper's curated LVD-F; see configs/data/filter.yaml)."""
-
-    @field_validator("score")
-    @classmethod
-    def _known_score(cls, value: str | None) -> str | None:
-        if value is not None and value not in SCORE_COLUMNS:
-            raise ValueError(f"unknown score {value!r}; use one of {SCORE_COLUMNS}")
-        return value
-
-    @model_validator(mode="after")
-    def _one_way_to_filter(self) -> DatasetVariant:
-        if (self.score is None) != (self.drop_bottom_pct is None):
-            raise ValueError("score and drop_bottom_pct go together: give both (or neither)")
-        if self.filter is not None and self.score is not None:
-            raise ValueError("give either score + drop_bottom_pct or filter, not both")
-        return self
-
-    def filter_config(self, name: str) -> FilterConfig | None:
-        """The filter this variant applies (None: the table is used as is)."""
-        if self.filter is not None:
-            return self.filter.model_copy(update={"name": name})
-        if self.score is None:
-            return None
-        # Only the swept score filters: the other scores (and captions) may be absent from the table.
-        scores: dict[str, Any] = {s: {"enabled": False} for s in SCORE_COLUMNS}
-        scores[self.score] = {"min": {"pct": self.drop_bottom_pct}, "max": None}
-        return FilterConfig.model_validate({"name": name, "scores": scores, "caption": {"enabled": False}})
-
-
-class VariantSpec(StageConfig):
-    """One trained model of the ablation."""
-
-    name: str
-    """Variant name (lower case; it becomes the registered model `ablation-<spec>-<name>`)."""
-    dataset: DatasetVariant = DatasetVariant()
-    """Training table (default: the spec's `data` as is)."""
-    init: InitKind = "image_pretrained"
-    """image_pretrained: stage II inflated from the shared stage-I model; scratch: random initial weights."""
-    overrides: list[str] = Field(default_factory=list)
-    """Dotted overrides of the stage-II config for this variant only (e.g. trainer.lr=3e-5)."""
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if value == IMAGE_STAGE_SUFFIX:
-            raise ValueError(f"{value!r} is reserved for the shared stage-I model; pick another name")
-        return _check_name(value, "variant name")
-
-    @field_validator("overrides")
-    @classmethod
-    def _overrides(cls, values: list[str]) -> list[str]:
-        return _check_variant_overrides(values)
-
-
-def _check_variant_overrides(values: list[str]) -> list[str]:
-    reserved = [t for t in values if t.partition("=")[0] in RESERVED_KEYS]
-    if reserved:
-        raise ValueError(
-            f"{reserved} set keys the runner owns ({list(RESERVED_KEYS)}); use the variant's init and "
-            "dataset fields instead"
-        )
-    return _check_overrides(values)
-
-
-class GridSpec(StageConfig):
-    """Every combination of datasets x inits x configs, named `<dataset>_<init>_<config>` (a part only when
-    its axis has more than one choice)."""
-
-    datasets: dict[str, DatasetVariant] = Field(default_factory=lambda: {"data": DatasetVariant()})
-    """Dataset name -> dataset variant."""
-    inits: list[InitKind] = Field(default_factory=lambda: ["image_pretrained"])
-    """Initialisations to cross with every dataset."""
-    configs: dict[str, list[str]] = Field(default_factory=lambda: {"base": []})
-    """Config name -> dotted stage-II overrides."""
-
-    @model_validator(mode="after")
-    def _check(self) -> GridSpec:
-        for field in ("datasets", "inits", "configs"):
-            if not getattr(self, field):
-                raise ValueError(f"grid.{field} is empty; list at least one choice")
-        if len(set(self.inits)) != len(self.inits):
-            raise ValueError(f"grid.inits lists an init twice: {self.inits}")
-        for name in (*self.datasets, *self.configs):
-            _check_name(name, "grid name")
-        for overrides in self.configs.values():
-            _check_variant_overrides(overrides)
-        if any(name == IMAGE_STAGE_SUFFIX for name, *_ in self.combinations()):
-            raise ValueError(f"grid: a variant would be named {IMAGE_STAGE_SUFFIX!r}, reserved for stage I")
-        return self
-
-    def combinations(self) -> list[tuple[str, str, str, str]]:
-        """(variant name, dataset, init, config) for every combination, in the listed order."""
-        axes = [list(self.datasets), list(self.inits), list(self.configs)]
-        shown = [len(axis) > 1 for axis in axes]
-        out = []
-        for choice in itertools.product(*axes):
-            parts = [p for p, keep in zip(choice, shown, strict=True) if keep] or [choice[0]]
-            out.append(("_".join(parts), *choice))
-        return out
-
-    def expand(self) -> list[VariantSpec]:
-        return [
-            VariantSpec(name=name, dataset=self.datasets[dataset], init=init, overrides=self.configs[config])
-            for name, dataset, init, config in self.combinations()
-        ]
-
-
-class AblationSpec(StageConfig):
-    """`svd eval ablate`: variants to train, and the preference study that ranks them."""
-
-    name: str
-    """Ablation name: registered models are `ablation-<name>-<variant>`, the study `ablation-<name>-<hash>`."""
-    description: str = ""
-    """What the ablation asks (shown in the report)."""
-    data: str = "data/lvd/lvd.parquet"
-    """The LVD table every variant starts from unless it names its own (path, file:// or s3://)."""
-    train_config: str = "configs/train/video.yaml"
-    """Base stage-II (video) TrainStageConfig YAML of every variant."""
-    train_overrides: list[str] = Field(default_factory=list)
-    """Dotted overrides applied to every variant's stage-II config (before the variant's own)."""
-    image_config: str = "configs/train/image.yaml"
-    """Stage-I (image) config of the shared image model that `image_pretrained` variants inflate."""
-    image_overrides: list[str] = Field(default_factory=list)
-    """Dotted overrides of the stage-I config."""
-    image_data: str | None = None
-    """Table stage I trains on; null: `data` (one shared image model, as the paper's common SD 2.1 init)."""
-    variants: list[VariantSpec] = Field(default_factory=list)
-    """Variants listed one by one (run in this order, before the grid's)."""
-    grid: GridSpec | None = None
-    """Variants as every combination of datasets x inits x configs."""
-    evaluation: EvaluateConfig = EvaluateConfig()
-    """Sampling, study, analysis and synthetic rater. `study.axes` may group variant names; empty: one axis
-    with every variant (a full round-robin, as the paper's studies)."""
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return _check_name(value, "ablation name")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _study_task_follows_task(cls, data: Any) -> Any:
-        # EvaluateConfig insists study.task == task, and StudyConfig defaults to text-to-video: let a spec
-        # that names only `evaluation.task` (or nothing) mean the same task for its study.
-        evaluation = data.get("evaluation") if isinstance(data, dict) else None
-        if isinstance(evaluation, dict) and isinstance(evaluation.get("study", {}), dict):
-            study = evaluation.get("study", {})
-            if "task" not in study:
-                task = evaluation.get("task", "image-to-video")
-                data = {**data, "evaluation": {**evaluation, "study": {**study, "task": task}}}
-        return data
-
-    @field_validator("train_overrides", "image_overrides")
-    @classmethod
-    def _overrides(cls, values: list[str]) -> list[str]:
-        return _check_overrides(values)
-
-    @model_validator(mode="after")
-    def _check_variants(self) -> AblationSpec:
-        names = [v.name for v in self.expanded()]
-        if len(names) < 2:
-            raise ValueError(
-                f"variants: an ablation compares at least two variants, got {len(names)}; list them under "
-                "`variants` or describe a `grid`"
-            )
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise ValueError(f"variants: names must be unique, {twice} appear more than once")
-        for axis, members in self.evaluation.study.axes.items():
-            unknown = [m for m in members if m not in names]
-            if unknown:
-                raise ValueError(
-                    f"evaluation.study.axes.{axis}: unknown variant(s) {unknown}; variants: {names}"
-                )
-        return self
-
-    def expanded(self) -> list[VariantSpec]:
-        """Every variant: the listed ones, then the grid's combinations (deterministic order)."""
-        return [*self.variants, *(self.grid.expand() if self.grid else [])]
-
-    def model_name(self, variant: str) -> str:
-        return f"ablation-{self.name}-{variant}"
+from svd_core.evaluation.config import (  # noqa: F401
+    IMAGE_STAGE_SUFFIX,
+    NAME_PATTERN,
+    RESERVED_KEYS,
+    AblationConfig,
+    DatasetVariantConfig,
+    EvaluateConfig,
+    GridConfig,
+    InitKind,
+    VariantConfig,
+)
+from svd_core.tasks.stages.config import TrainStageConfig
 
 
 @dataclass(frozen=True)
 class PlannedVariant:
     """A variant ready to train: its spec and resolved stage-II config (data is set when it is prepared)."""
 
-    spec: VariantSpec
+    spec: VariantConfig
     model_name: str
     train_config: TrainStageConfig
 
@@ -270,7 +58,7 @@ class PlannedVariant:
 
 @dataclass(frozen=True)
 class AblationPlan:
-    spec: AblationSpec
+    spec: AblationConfig
     variants: tuple[PlannedVariant, ...]
     image_config: TrainStageConfig | None
     """Stage I of the shared image model; None when every variant starts from scratch."""
@@ -297,7 +85,7 @@ def _stage_config(path: str, overrides: list[str], stage: str, where: str) -> Tr
     return cfg
 
 
-def plan_ablation(spec: AblationSpec) -> AblationPlan:
+def plan_ablation(spec: AblationConfig) -> AblationPlan:
     """Resolve every variant's stage-II config (and the shared stage-I config when needed)."""
     planned = []
     for variant in spec.expanded():
@@ -331,7 +119,9 @@ class PreparedDataset:
         return {**dataclasses.asdict(self), "kept_fraction": kept}
 
 
-def prepare_dataset(dataset: DatasetVariant, default_uri: str, out_dir: str, name: str) -> PreparedDataset:
+def prepare_dataset(
+    dataset: DatasetVariantConfig, default_uri: str, out_dir: str, name: str
+) -> PreparedDataset:
     """The variant's table: the source as is, or filtered and written (atomically) to
     `out_dir/<name>-<sha256 prefix>.parquet`, so a registered model's dataset URI never changes content."""
     import tempfile
@@ -359,7 +149,7 @@ def prepare_dataset(dataset: DatasetVariant, default_uri: str, out_dir: str, nam
 
 
 # --- study and report --------------------------------------------------------------------------------
-def study_id(spec: AblationSpec, labels: list[str], cfg: EvaluateConfig) -> str:
+def study_id(spec: AblationConfig, labels: list[str], cfg: EvaluateConfig) -> str:
     """Same variants' versions and same sampling/design settings -> same study (human votes find it)."""
     key = {
         "labels": sorted(labels),
@@ -372,7 +162,7 @@ def study_id(spec: AblationSpec, labels: list[str], cfg: EvaluateConfig) -> str:
     return f"ablation-{spec.name}-{digest}"
 
 
-def study_axes(spec: AblationSpec, label_of: dict[str, str]) -> dict[str, list[str]]:
+def study_axes(spec: AblationConfig, label_of: dict[str, str]) -> dict[str, list[str]]:
     """The study's axes in model labels: the spec's variant groups, or one axis of every variant."""
     groups = spec.evaluation.study.axes or {spec.name: list(label_of)}
     return {axis: [label_of[v] for v in members] for axis, members in groups.items()}

@@ -18,7 +18,7 @@ import pandas as pd
 from svd_core.errors import InputError
 from svd_core.evaluation.agreement import agreement_report
 from svd_core.evaluation.bradley_terry import bradley_terry, paper_online_elo
-from svd_core.evaluation.eval_config import AnalysisConfig
+from svd_core.evaluation.config import AnalysisConfig
 from svd_core.evaluation.rater_quality import exclude_raters, excluded_raters, rater_quality
 from svd_core.evaluation.schema import VOTE_COLUMNS
 from svd_core.evaluation.stats import pair_win_rate, pairwise_table, position_bias

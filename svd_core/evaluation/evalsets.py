@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from svd_core import io
+from svd_core import storage as svd_io
 from svd_core.errors import InputError
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -73,7 +73,7 @@ def content_version(name: str, items: list[EvalItem]) -> str:
     """Short hash of the prompts, seeds and image bytes (not their paths: moving a set keeps its version)."""
     digest = hashlib.sha256(name.encode())
     for item in items:
-        image_hash = hashlib.sha256(io.read_bytes(item.image_uri)).hexdigest() if item.image_uri else ""
+        image_hash = hashlib.sha256(svd_io.read_bytes(item.image_uri)).hexdigest() if item.image_uri else ""
         digest.update(json.dumps([item.prompt_id, item.prompt, item.seed, image_hash]).encode())
     return digest.hexdigest()[:12]
 
@@ -81,7 +81,7 @@ def content_version(name: str, items: list[EvalItem]) -> str:
 def _resolve_image(base_uri: str, image: str) -> str:
     if "://" in image or image.startswith("/"):
         return image
-    return io.join_uri(base_uri, image)
+    return svd_io.join_uri(base_uri, image)
 
 
 def _parse_item(raw: Any, index: int, base_uri: str, source: str) -> EvalItem:
@@ -108,7 +108,7 @@ def _parse_item(raw: Any, index: int, base_uri: str, source: str) -> EvalItem:
         if not isinstance(image, str) or not image:
             raise InputError(f"{where} ({prompt_id}): image must be a path or URI string")
         image_uri = _resolve_image(base_uri, image)
-        if not io.exists(image_uri):
+        if not svd_io.exists(image_uri):
             raise InputError(f"{where} ({prompt_id}): image {image_uri} does not exist; fix the path")
     return EvalItem(prompt_id=prompt_id, prompt=prompt, image_uri=image_uri, seed=seed)
 
@@ -144,17 +144,17 @@ def load_eval_set(uri: str | Path) -> EvalSet:
     """Load an eval set from a JSON/YAML file, a folder with an `evalset.*` manifest, or a folder of images."""
     uri = str(uri)
     if uri.lower().endswith((".json", ".yaml", ".yml")):
-        text = io.read_bytes(uri).decode("utf-8")
+        text = svd_io.read_bytes(uri).decode("utf-8")
         stem = uri.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
         return eval_set_from_dict(_parse_text(text, uri), _parent_uri(uri), uri, stem)
     uri = uri.rstrip("/")
     folder_name = uri.rsplit("/", 1)[-1]
     for manifest in MANIFEST_NAMES:
-        manifest_uri = io.join_uri(uri, manifest)
-        if io.exists(manifest_uri):
-            text = io.read_bytes(manifest_uri).decode("utf-8")
+        manifest_uri = svd_io.join_uri(uri, manifest)
+        if svd_io.exists(manifest_uri):
+            text = svd_io.read_bytes(manifest_uri).decode("utf-8")
             return eval_set_from_dict(_parse_text(text, manifest_uri), uri, manifest_uri, folder_name)
-    files = io.list_uris(uri)
+    files = svd_io.list_uris(uri)
     if not files:
         raise InputError(f"eval set {uri} is neither a JSON/YAML file nor a folder with files in it")
     images = sorted(f for f in files if f.lower().endswith(IMAGE_SUFFIXES))

@@ -39,7 +39,7 @@ from typing import Any
 
 import pandas as pd
 
-from svd_core import io
+from svd_core import storage as svd_io
 from svd_core.errors import InputError
 from svd_core.evaluation.schema import QUESTIONS, VOTE_COLUMNS, WINNERS
 
@@ -165,7 +165,7 @@ def normalize_votes(
 def import_arena_csv(uri: str, study_id: str = "imported", synthetic: bool = False) -> ImportResult:
     """Arena-convention CSV (see module doc) -> votes; a missing required column refuses the whole file."""
     try:
-        raw = pd.read_csv(_io.BytesIO(io.read_bytes(uri)), dtype=str, keep_default_na=False)
+        raw = pd.read_csv(_io.BytesIO(svd_io.read_bytes(uri)), dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InputError(f"{uri} is not a readable CSV ({exc}); export it again as UTF-8 CSV") from exc
     missing = [c for c in ARENA_REQUIRED if c not in raw.columns]
@@ -226,7 +226,7 @@ def _label_studio_record(task: Mapping[str, Any], annotation: Mapping[str, Any])
 def import_label_studio(uri: str, study_id: str = "imported") -> ImportResult:
     """Label Studio JSON export (see module doc) -> votes, one per annotation."""
     try:
-        tasks = json.loads(io.read_bytes(uri))
+        tasks = json.loads(svd_io.read_bytes(uri))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(
             f"{uri} is not JSON ({exc}); use Label Studio's 'JSON' export (not JSON-MIN)"
@@ -249,13 +249,13 @@ def import_label_studio(uri: str, study_id: str = "imported") -> ImportResult:
 
 # --- vote files --------------------------------------------------------------------------------------
 def write_votes(votes: pd.DataFrame, uri: str) -> None:
-    """Write a vote table as Parquet (or CSV when `uri` ends in .csv), atomically through svd_core.io."""
+    """Write a vote table as Parquet (or CSV when `uri` ends in .csv), atomically through svd_core.storage."""
     buf = _io.BytesIO()
     if uri.lower().endswith(".csv"):
         votes[VOTE_COLUMNS].to_csv(buf, index=False)
     else:
         votes[VOTE_COLUMNS].to_parquet(buf, index=False)
-    io.write_bytes(uri, buf.getvalue())
+    svd_io.write_bytes(uri, buf.getvalue())
 
 
 def load_votes(uri: str, study_id: str = "imported") -> ImportResult:
@@ -263,7 +263,7 @@ def load_votes(uri: str, study_id: str = "imported") -> ImportResult:
     if uri.lower().endswith(".csv"):
         return import_arena_csv(uri, study_id)
     try:
-        frame = pd.read_parquet(_io.BytesIO(io.read_bytes(uri)))
+        frame = pd.read_parquet(_io.BytesIO(svd_io.read_bytes(uri)))
     except (OSError, ValueError) as exc:
         raise InputError(f"{uri} is not a Parquet vote table ({exc}); pass a .parquet or .csv file") from exc
     missing = [c for c in ARENA_REQUIRED if c not in frame.columns]

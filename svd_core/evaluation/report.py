@@ -1,4 +1,4 @@
-"""Write an `AnalysisResult` as files: CSV tables, a JSON summary and PNG plots, through svd_core.io.
+"""Write an `AnalysisResult` as files: CSV tables, a JSON summary and PNG plots, through svd_core.storage.
 
 Files (every one written atomically; `summary.json` goes last and lists the others, so its presence
 means the report is complete):
@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # no pyplot: headless, no global state
 from matplotlib.figure import Figure
 
-from svd_core import io
+from svd_core import storage as svd_io
 from svd_core.evaluation.analyze import POOLED, AnalysisResult, QuestionResult, jsonable
 from svd_core.evaluation.power import decisive_votes_needed
 from svd_core.evaluation.stats import win_rate_matrix
@@ -131,10 +131,10 @@ def write_report(result: AnalysisResult, out_dir: str) -> list[str]:
         payloads[f"winrate_{sliced.question}.png"] = _png_bytes(win_rate_figure(sliced, result.synthetic))
     written = []
     for name, data in payloads.items():
-        uri = io.join_uri(out_dir, name)
-        io.write_bytes(uri, data)
+        uri = svd_io.join_uri(out_dir, name)
+        svd_io.write_bytes(uri, data)
         written.append(uri)
-    summary_uri = io.join_uri(out_dir, "summary.json")
+    summary_uri = svd_io.join_uri(out_dir, "summary.json")
     summary = summary_dict(result, [u.rsplit("/", 1)[-1] for u in written])
-    io.write_bytes(summary_uri, json.dumps(summary, indent=2, allow_nan=False).encode())
+    svd_io.write_bytes(summary_uri, json.dumps(summary, indent=2, allow_nan=False).encode())
     return [*written, summary_uri]

@@ -7,7 +7,6 @@ its metadata JSON and skips the work.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -15,42 +14,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field
 
-from svd_core import io as svd_io
-from svd_core.config import StageConfig
+from svd_core import storage as svd_io
 from svd_core.device import resolve_device
 from svd_core.errors import InputError
+from svd_core.evaluation.config import SamplingConfig
 from svd_core.evaluation.evalsets import EvalItem, EvalSet
 from svd_core.model.pipeline_io import MODEL_INFO, load_components, read_json, sample_text_to_video
 from svd_core.video.writer import write_mp4
-
-
-class SamplingConfig(StageConfig):
-    """How evaluation videos are generated (defaults: the released SVD inference settings)."""
-
-    num_frames: int | None = Field(None, ge=2)
-    """Frames per video; None uses the model's training frame count (svd_model.json)."""
-    height: int | None = Field(None, ge=8)
-    """Height in pixels; None uses the model's training height."""
-    width: int | None = Field(None, ge=8)
-    """Width in pixels; None uses the model's training width."""
-    fps: int = Field(7, ge=1, le=60)
-    """Frame-rate conditioning and MP4 rate (released default 7; the pipeline feeds fps-1)."""
-    motion_bucket_id: int = Field(127, ge=0, le=255)
-    """Motion conditioning (released default 127)."""
-    noise_aug_strength: float = Field(0.02, ge=0)
-    """cond_aug of the conditioning image (released default 0.02)."""
-    num_inference_steps: int = Field(25, ge=1)
-    """Euler steps (SVD: 25, SVD-XT: 30)."""
-    guidance_scale: float = Field(3.0, ge=1.0)
-    """Classifier-free guidance (image mode: max_guidance_scale, ramped across frames as the paper)."""
-    device: str = "auto"
-    """auto, cpu, cuda[:N]."""
-
-    def key(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
-
 
 Generator = Callable[[EvalItem], np.ndarray]
 
@@ -72,7 +43,9 @@ def load_generator(pipeline_dir: str | Path, cfg: SamplingConfig) -> tuple[Gener
     if info.get("stage") == "image":
         raise InputError(f"{folder} is a stage-I image model; sample from a video stage (II or III)")
     if "multiview" in info:
-        raise InputError(f"{folder} is a multi-view model; generate orbits with svd_core.multiview.pipeline")
+        raise InputError(
+            f"{folder} is a multi-view model; generate orbits with svd_core.tasks.multiview.pipeline"
+        )
     if info.get("stage") == "interpolation":
         raise InputError(f"{folder} is a frame-interpolation model; use `svd interpolate VIDEO --model ...`")
     sizes = {

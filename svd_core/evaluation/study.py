@@ -19,9 +19,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from svd_core import io
+from svd_core import storage as svd_io
 from svd_core.errors import InputError
-from svd_core.evaluation.eval_config import StudyConfig
+from svd_core.evaluation.config import StudyConfig
 from svd_core.evaluation.evalsets import EvalItem, EvalSet
 from svd_core.evaluation.imports import derive_task_id
 
@@ -50,12 +50,12 @@ class StudyDesign:
         }
 
     def write(self, uri: str) -> None:
-        io.write_bytes(uri, json.dumps(self.to_dict(), indent=1).encode())
+        svd_io.write_bytes(uri, json.dumps(self.to_dict(), indent=1).encode())
 
 
 def load_study_design(uri: str) -> StudyDesign:
     try:
-        data = json.loads(io.read_bytes(uri))
+        data = json.loads(svd_io.read_bytes(uri))
         return StudyDesign(**data)
     except (json.JSONDecodeError, TypeError) as exc:
         raise InputError(f"{uri} is not a study design written by `svd eval design-study` ({exc})") from exc
@@ -93,7 +93,7 @@ def degraded_uri(sample_uri: str, gold_dir: str | None) -> str:
     if gold_dir is None:
         return sample_uri.rsplit(".", 1)[0] + ".degraded.mp4"
     tag = hashlib.sha256(sample_uri.encode()).hexdigest()[:8]
-    return io.join_uri(gold_dir, f"{tag}-{stem}.degraded.mp4")
+    return svd_io.join_uri(gold_dir, f"{tag}-{stem}.degraded.mp4")
 
 
 def render_gold_copy(src_uri: str, dst_uri: str, seed: int) -> None:
@@ -103,7 +103,7 @@ def render_gold_copy(src_uri: str, dst_uri: str, seed: int) -> None:
 
     import av
 
-    with io.local_copy(src_uri) as src:
+    with svd_io.local_copy(src_uri) as src:
         try:
             with av.open(str(src)) as container:
                 stream = container.streams.video[0]
@@ -121,14 +121,14 @@ def render_gold_copy(src_uri: str, dst_uri: str, seed: int) -> None:
             for frame in bad:
                 out.mux(stream.encode(av.VideoFrame.from_ndarray(frame[:height, :width], format="rgb24")))
             out.mux(stream.encode())
-        io.put_file(out_path, dst_uri)
+        svd_io.put_file(out_path, dst_uri)
 
 
 def render_gold_copies(design: StudyDesign, overwrite: bool = False) -> list[str]:
     """Write every degraded copy the design's gold tasks show; returns the URIs written."""
     written = []
     for copy in design.gold_copies:
-        if overwrite or not io.exists(copy["degraded_uri"]):
+        if overwrite or not svd_io.exists(copy["degraded_uri"]):
             render_gold_copy(copy["source_uri"], copy["degraded_uri"], int(copy["seed"]))
             written.append(copy["degraded_uri"])
     return written
@@ -136,8 +136,8 @@ def render_gold_copies(design: StudyDesign, overwrite: bool = False) -> list[str
 
 # --- samples -----------------------------------------------------------------------------------------
 def _relative_parts(uri: str, root: str) -> list[str]:
-    if io.is_local(root) and io.is_local(uri):
-        return list(io.local_path(uri).resolve().relative_to(io.local_path(root).resolve()).parts)
+    if svd_io.is_local(root) and svd_io.is_local(uri):
+        return list(svd_io.local_path(uri).resolve().relative_to(svd_io.local_path(root).resolve()).parts)
     return uri[len(root) :].lstrip("/").split("/")
 
 
@@ -145,7 +145,7 @@ def samples_from_folder(root_uri: str) -> dict[str, dict[str, str]]:
     """`root/<model>/<prompt_id>.mp4` -> {model: {prompt_id: uri}} (degraded copies are skipped)."""
     root = root_uri.rstrip("/")
     samples: dict[str, dict[str, str]] = {}
-    for uri in io.list_uris(root):
+    for uri in svd_io.list_uris(root):
         parts = _relative_parts(uri, root)
         name = parts[-1]
         if len(parts) != 2 or not name.lower().endswith(VIDEO_SUFFIXES) or ".degraded." in name:

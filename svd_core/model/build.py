@@ -28,8 +28,8 @@ from transformers import (
 )
 
 from svd_core.errors import ConfigError
-from svd_core.model import configs
-from svd_core.model.configs import ConditioningMode, ModelPreset, is_temporal_key
+from svd_core.model import config as configs
+from svd_core.model.config import ConditioningMode, ModelPreset, is_temporal_key
 from svd_core.model.inflate import align_norm_eps
 from svd_core.model.text_conditioning import (
     BOS_TOKEN,

@@ -17,7 +17,7 @@ from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion 
 )
 
 from svd_core.model.build import Components
-from svd_core.model.configs import CLIP_IMAGE_SIZE
+from svd_core.model.config import CLIP_IMAGE_SIZE
 from svd_core.model.text_conditioning import encode_token_ids
 
 VAE_CHUNK = 16

@@ -26,9 +26,9 @@ import diffusers
 import torch
 from diffusers import StableVideoDiffusionPipeline, UNetSpatioTemporalConditionModel
 
-from svd_core.io import TEMP_MARK
 from svd_core.model.build import Components
 from svd_core.model.pipeline_io import MODEL_INDEX, MODEL_INFO
+from svd_core.storage import TEMP_MARK
 
 TEXT_PIPELINE_CLASS = "SvdTextToVideoPipeline"
 IMAGE_STAGE_CLASS = "SvdImageStage"

@@ -31,7 +31,7 @@ from diffusers.models.attention import TemporalBasicTransformerBlock
 from diffusers.models.resnet import AlphaBlender, TemporalResnetBlock
 
 from svd_core.errors import InputError
-from svd_core.model.configs import is_temporal_key
+from svd_core.model.config import is_temporal_key
 
 NEW_KEY_MARKERS = ("add_embedding.",)
 """Video-UNet keys with no 2D counterpart besides the temporal layers: the micro-conditioning embedding."""

@@ -37,7 +37,7 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from svd_core import io
+from svd_core import storage as svd_io
 from svd_core.errors import InputError, StorageError
 from svd_core.model.export import atomic_directory
 
@@ -136,10 +136,10 @@ def save_adapter(
 def read_adapter(uri: str | Path) -> Adapter:
     """The adapter folder at `uri` (local path, file:// or s3:// prefix)."""
     uri = str(uri)
-    info_uri, weights_uri = io.join_uri(uri, ADAPTER_INFO), io.join_uri(uri, ADAPTER_WEIGHTS)
+    info_uri, weights_uri = svd_io.join_uri(uri, ADAPTER_INFO), svd_io.join_uri(uri, ADAPTER_WEIGHTS)
     try:
-        info = json.loads(io.read_bytes(info_uri))
-        weights = load_safetensors(io.read_bytes(weights_uri))
+        info = json.loads(svd_io.read_bytes(info_uri))
+        weights = load_safetensors(svd_io.read_bytes(weights_uri))
     except (StorageError, json.JSONDecodeError) as exc:
         raise InputError(
             f"{uri} is not a LoRA adapter folder ({exc}); pass a folder written by `svd train lora` "

@@ -26,7 +26,7 @@ from diffusers import (
 )
 from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
 
-from svd_core import io
+from svd_core import storage as svd_io
 from svd_core.errors import InputError
 from svd_core.model.build import Components
 from svd_core.model.encoders import text_context
@@ -68,8 +68,8 @@ def resolve_folder(
     place when complete, so a crash never leaves a half-copied folder that a later run would trust.
     """
     what = " or ".join(markers)
-    if io.is_local(uri):
-        path = io.local_path(uri)
+    if svd_io.is_local(uri):
+        path = svd_io.local_path(uri)
         if not any((path / m).is_file() for m in markers):
             raise InputError(f"{uri} is not a model folder (no {what}); pass an exported pipeline folder")
         return path
@@ -77,16 +77,16 @@ def resolve_folder(
     dest = _cache_root(cache_dir) / hashlib.sha256(prefix.encode()).hexdigest()[:16]
     if any((dest / m).is_file() for m in markers):
         return dest
-    files = [u for u in io.list_uris(prefix + "/") if u.startswith(prefix + "/")]
+    files = [u for u in svd_io.list_uris(prefix + "/") if u.startswith(prefix + "/")]
     if not any(u == f"{prefix}/{m}" for u in files for m in markers):
         raise InputError(f"{uri} holds no {what}; pass the prefix of an exported pipeline folder")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f"{io.TEMP_MARK}{uuid.uuid4().hex}"
+    tmp = dest.parent / f"{svd_io.TEMP_MARK}{uuid.uuid4().hex}"
     try:
         for file_uri in files:
             local = tmp / file_uri[len(prefix) + 1 :]
             local.parent.mkdir(parents=True, exist_ok=True)
-            io.store_for(file_uri).get_file(file_uri, local)
+            svd_io.store_for(file_uri).get_file(file_uri, local)
         os.replace(tmp, dest)
     except OSError:
         if not any((dest / m).is_file() for m in markers):  # another process may have published it first

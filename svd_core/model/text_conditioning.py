@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from svd_core.model.configs import TEXT_MAX_LENGTH
+from svd_core.model.config import TEXT_MAX_LENGTH
 
 BOS_TOKEN = "<|startoftext|>"
 EOS_TOKEN = "<|endoftext|>"

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from svd_core.device import resolve_device
-from svd_core.training.trainer_config import TrainerConfig
+from svd_core.training.config import TrainerConfig
 
 # DeepSpeed prints its own step logs every `steps_per_print` steps; our metrics.jsonl replaces them.
 _QUIET_STEPS = 10**9

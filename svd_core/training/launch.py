@@ -36,6 +36,7 @@ from typing import Any
 from svd_core import errors
 from svd_core.device import resolve_device
 from svd_core.training import checkpoint as ckpt
+from svd_core.training.config import TrainerConfig
 from svd_core.training.metrics import METRICS_FILE, MetricsTail
 from svd_core.training.trainer import (
     RESULT_FILE,
@@ -44,7 +45,6 @@ from svd_core.training.trainer import (
     TrainResult,
     load_task,
 )
-from svd_core.training.trainer_config import TrainerConfig
 
 LOG_DIR = "logs"
 JOB_FILE = "job.json"

@@ -33,6 +33,7 @@ import torch.distributed as dist
 from svd_core.device import resolve_device
 from svd_core.errors import ConfigError, InputError, SvdError
 from svd_core.training import checkpoint as ckpt
+from svd_core.training.config import TrainerConfig
 from svd_core.training.ds_config import (
     build_ds_config,
     make_lr_scheduler,
@@ -48,7 +49,6 @@ from svd_core.training.metrics import (  # TrainResult is re-exported: callers i
     peak_process_memory,
     truncate_after,
 )
-from svd_core.training.trainer_config import TrainerConfig
 
 RESULT_FILE = "result.json"
 EXPORT_DIR = "export"

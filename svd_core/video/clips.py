@@ -29,7 +29,7 @@ from pathlib import Path
 
 import av
 
-from svd_core.curation.lvd_config import LvdConfig
+from svd_core.curation.config import LvdConfig
 from svd_core.video.cuts import Cut, StreamingCutDetector
 from svd_core.video.decode import (
     BadVideo,

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from svd_core.curation.lvd_config import CutConfig
+from svd_core.curation.config import CutConfig
 
 CUTS_VERSION = "cascade-v1"
 MIN_ALPHA, MAX_ALPHA = 0.2, 0.8  # blend weight of the middle sample: a transition, not an endpoint

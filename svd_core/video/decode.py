@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from svd_core.curation.lvd_config import DecodeConfig
+from svd_core.curation.config import DecodeConfig
 from svd_core.errors import InputError
 from svd_core.video.frames import SampledFrames
 

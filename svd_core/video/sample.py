@@ -22,7 +22,7 @@ import av
 import cv2
 import numpy as np
 
-from svd_core.io import atomic_local_write
+from svd_core.storage import atomic_local_write
 
 WIDTH, HEIGHT, FPS = 320, 192, 25
 GROUND_TRUTH = "ground_truth.json"

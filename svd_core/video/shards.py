@@ -7,7 +7,7 @@ bandwidth and are what WebDataset-style loaders read (`<key>.mp4` + `<key>.json`
 
 Why per video: a video is the unit of work of the build (one task, retried and skipped as a whole), so its
 shards are written exactly once by exactly one task. Shards are built in a local temp folder and published
-with `svd_core.io.put_file` (temp name, then rename / copy-then-publish on S3): a killed run leaves no
+with `svd_core.storage.put_file` (temp name, then rename / copy-then-publish on S3): a killed run leaves no
 half-written shard under its final name. Shard names carry a hash of their member list, and tar headers
 carry no times or owners, so a rerun that produces the same clips produces the same shard name and skips
 the upload.
@@ -23,7 +23,7 @@ import json
 import tarfile
 from pathlib import Path
 
-from svd_core import io as svd_io
+from svd_core import storage as svd_io
 from svd_core.errors import InputError
 
 SHARD_DIR = "shards"

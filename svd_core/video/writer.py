@@ -9,7 +9,7 @@ import av
 import numpy as np
 
 from svd_core.errors import InputError
-from svd_core.io import atomic_local_write
+from svd_core.storage import atomic_local_write
 
 
 def write_mp4(frames: np.ndarray, path: str | Path, fps: float, crf: int = 18) -> Path:

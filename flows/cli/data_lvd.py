@@ -1,0 +1,101 @@
+"""`svd data sample | build-lvd`: a generated sample set of long videos, and the LVD build over any source.
+
+`build-lvd` runs `svd_core.curation.lvd.build_lvd` in this process with a progress bar, or with `--flow`
+the Prefect flow (`flows.lvd_flow`) on the task runner the config names (threads, local Dask processes, or
+a Dask cluster). Both write the same `OUT/lvd.parquet`, `OUT/quarantine.parquet` and `OUT/shards/`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from svd_core.config import load_config
+from svd_core.curation.config import LvdConfig
+from svd_core.curation.lvd import LvdSummary, VideoResult, build_lvd
+from svd_core.video.sample import GROUND_TRUTH, write_sample_set
+
+console = Console(stderr=True)
+EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+OVERRIDES_HELP = (
+    "Extra arguments are dotted overrides of the config, e.g. cuts.min_clip_s=3 run.max_workers=4."
+)
+
+
+def print_summary(summary: LvdSummary) -> None:
+    typer.echo(
+        f"videos {summary.videos}, clips {summary.clips}, hours {summary.hours:.3f}, "
+        f"quarantined {summary.quarantined}, clips/s {summary.clips_per_s:.2f}"
+        + (f" ({summary.reused} videos reused from a previous run)" if summary.reused else "")
+    )
+    typer.echo(f"  table: {summary.lvd_uri}")
+    typer.echo(f"  quarantine: {summary.quarantine_uri}")
+
+
+def _build_with_progress(source: str, out: str, cfg: LvdConfig) -> LvdSummary:
+    columns = (
+        TextColumn("[bold]LVD[/bold] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = progress.add_task("videos", total=None)
+
+        def on_video(result: VideoResult, done: int, total: int) -> None:
+            name = result.source_uri.rsplit("/", 1)[-1]
+            state = "quarantined" if result.quarantine else f"{len(result.rows)} clips"
+            progress.update(bar, completed=done, total=total, description=f"{name}: {state}")
+
+        return build_lvd(source, out, cfg, progress=on_video)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `sample` and `build-lvd` to the given group (mounted under `svd data`)."""
+
+    @app.command("sample")
+    def sample_cmd(
+        out: Path = typer.Option(..., "--out", help="Folder for the generated videos and ground_truth.json."),
+        seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same videos)."),
+    ) -> None:
+        """Write the sample set: long videos with planted cuts, fades, flashes, pans, zooms, text, plus bad files."""
+        with console.status("rendering sample videos"):
+            paths = write_sample_set(out, seed=seed)
+        truth = json.loads((out / GROUND_TRUTH).read_text())
+        typer.echo(
+            f"wrote {len(truth['videos'])} videos and {len(truth['bad'])} bad files ({len(paths)} in all) to "
+            f"{out}; ground truth: {out / GROUND_TRUTH}"
+        )
+
+    @app.command("build-lvd", context_settings=EXTRA_ARGS, epilog=OVERRIDES_HELP)
+    def build_lvd_cmd(
+        ctx: typer.Context,
+        source: str = typer.Option(
+            ...,
+            "--source",
+            help="Folder, s3:// prefix, single video, or a .csv/.parquet manifest (column uri).",
+        ),
+        out: str = typer.Option(
+            ..., "--out", help="Output: OUT/lvd.parquet, OUT/quarantine.parquet, OUT/shards/."
+        ),
+        config: str = typer.Option(
+            None, "--config", help="LVD config YAML (configs/data/lvd.yaml); default: built-in defaults."
+        ),
+        use_flow: bool = typer.Option(
+            False, "--flow", help="Run the Prefect flow on the task runner in run.task_runner (threads/dask)."
+        ),
+    ) -> None:
+        """Cut long videos into clips, score every clip in one decode pass, write the LVD table."""
+        import flows.integrations.s3  # noqa: F401  (sources and outputs may live on s3://)
+
+        if use_flow:
+            from flows.lvd_flow import run_build_lvd
+
+            summary = run_build_lvd(source, out, config, ctx.args)
+        else:
+            summary = _build_with_progress(source, out, load_config(LvdConfig, config, ctx.args))
+        print_summary(summary)

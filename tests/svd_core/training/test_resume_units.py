@@ -1,0 +1,141 @@
+"""Checkpoint bookkeeping without DeepSpeed: completeness, pruning, RNG states, resumable data order."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from svd_core.errors import InputError
+from svd_core.training import checkpoint as ckpt
+from svd_core.training.config import TrainerConfig
+
+
+def _fake_checkpoint(root, step, complete=True):
+    step_dir = root / ckpt.step_tag(step)
+    (step_dir / "trainer").mkdir(parents=True)
+    (step_dir / "mp_rank_00_model_states.pt").write_bytes(b"x")
+    if complete:
+        ckpt.publish(root, ckpt.make_info(step, 2, 3, ckpt.DataPosition(0, step)), keep_last=100)
+    return step_dir
+
+
+def test_resume_point_is_the_newest_complete_checkpoint(tmp_path):
+    root = ckpt.checkpoint_root(tmp_path)
+    assert ckpt.find_resume_point(tmp_path) is None
+    _fake_checkpoint(root, 2)
+    _fake_checkpoint(root, 10)
+    _fake_checkpoint(root, 12, complete=False)  # crashed while saving
+    assert ckpt.find_resume_point(tmp_path) == root / "step-10"
+    assert (root / "latest").read_text() == "step-10"
+    info = ckpt.read_info(root / "step-10")
+    assert (info.step, info.world_size, info.zero_stage, info.batch) == (10, 2, 3, 10)
+
+
+def test_publish_prunes_old_and_stale_partial_checkpoints(tmp_path):
+    root = ckpt.checkpoint_root(tmp_path)
+    for step in (2, 4):
+        _fake_checkpoint(root, step)
+    _fake_checkpoint(root, 5, complete=False)  # stale partial, older than the next complete one
+    _fake_checkpoint(root, 8, complete=False)
+    _fake_checkpoint(root, 6, complete=False)
+    ckpt.publish(root, ckpt.make_info(6, 2, 3, ckpt.DataPosition()), keep_last=2)
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["step-4", "step-6", "step-8"]
+    assert not ckpt.is_complete(root / "step-8")  # newer partial: left for its own save to replace
+
+
+def test_prepare_step_dir_replaces_only_partial_folders(tmp_path):
+    root = ckpt.checkpoint_root(tmp_path)
+    partial = _fake_checkpoint(root, 4, complete=False)
+    ckpt.prepare_step_dir(root, 4)
+    assert not partial.exists()
+    done = _fake_checkpoint(root, 6)
+    ckpt.prepare_step_dir(root, 6)
+    assert ckpt.is_complete(done)
+
+
+def test_resume_needs_the_same_ranks_and_stage(tmp_path):
+    info = ckpt.make_info(4, world_size=2, zero_stage=3, position=ckpt.DataPosition())
+    ckpt.check_compatible(info, tmp_path, world_size=2, zero_stage=3)
+    with pytest.raises(InputError, match="ranks=2 zero_stage=3"):
+        ckpt.check_compatible(info, tmp_path, world_size=4, zero_stage=3)
+
+
+def test_rank_state_round_trips_through_the_safe_loader(tmp_path):
+    gen = torch.Generator().manual_seed(7)
+    random.seed(1)
+    np.random.seed(2)
+    torch.manual_seed(3)
+    np.random.normal()  # leaves a cached gaussian in numpy's state
+    ckpt.write_rank_state(tmp_path, 1, {"rng": ckpt.capture_rng_state(gen), "ema": None})
+    expected = (
+        random.random(),
+        np.random.rand(),
+        np.random.normal(),
+        torch.rand(2),
+        torch.rand(2, generator=gen),
+    )
+    random.seed(99)
+    np.random.seed(99)
+    torch.manual_seed(99)
+    gen.manual_seed(99)
+    state = ckpt.read_rank_state(tmp_path, 1)  # weights_only=True: no pickled objects in there
+    ckpt.restore_rng_state(state["rng"], gen)
+    again = (
+        random.random(),
+        np.random.rand(),
+        np.random.normal(),
+        torch.rand(2),
+        torch.rand(2, generator=gen),
+    )
+    assert expected[:3] == again[:3]
+    assert torch.equal(expected[3], again[3]) and torch.equal(expected[4], again[4])
+    with pytest.raises(InputError, match="damaged"):
+        ckpt.read_rank_state(tmp_path, 0)
+
+
+class _Indexed(torch.utils.data.Dataset):
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return {"index": torch.tensor(i)}
+
+
+def _take(stream, count):
+    return [stream.next_batch()["index"].tolist() for _ in range(count)]
+
+
+def test_batch_stream_resumes_mid_epoch_and_reshuffles_per_epoch():
+    cfg = TrainerConfig(micro_batch_size=2, num_workers=0, seed=5)
+    data = _Indexed(10)  # 5 per rank -> 2 batches per epoch (drop_last)
+    full = ckpt.BatchStream(data, cfg, rank=1, world=2, device=torch.device("cpu"))
+    batches = _take(full, 6)
+    assert full.position == ckpt.DataPosition(2, 2)
+    assert batches[0:2] != batches[2:4]  # epoch 1 is reshuffled
+    resumed = ckpt.BatchStream(data, cfg, rank=1, world=2, device=torch.device("cpu"))
+    resumed.seek(ckpt.DataPosition(1, 1))
+    assert _take(resumed, 3) == batches[3:6]
+    other_rank = ckpt.BatchStream(data, cfg, rank=0, world=2, device=torch.device("cpu"))
+    mine = {i for batch in _take(other_rank, 2) for i in batch}
+    assert not mine & {i for batch in batches[0:2] for i in batch}  # disjoint shards
+
+
+def test_batch_stream_never_draws_from_the_global_rng():
+    cfg = TrainerConfig(micro_batch_size=1, num_workers=0)
+    torch.manual_seed(0)
+    expected = torch.rand(1)
+    torch.manual_seed(0)
+    stream = ckpt.BatchStream(_Indexed(4), cfg, rank=0, world=1, device=torch.device("cpu"))
+    _take(stream, 5)
+    assert torch.equal(torch.rand(1), expected)
+
+
+def test_batch_stream_rejects_a_dataset_smaller_than_one_global_micro_batch():
+    with pytest.raises(InputError, match="ranks\\*micro_batch_size = 8"):
+        ckpt.BatchStream(_Indexed(7), TrainerConfig(micro_batch_size=4), 0, 2, torch.device("cpu"))
