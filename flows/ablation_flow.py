@@ -108,7 +108,9 @@ def step_study(
             "(it writes the design the raters judge), then pass their votes"
         )
     design = load_study_design(design_uri(sid))
-    strangers = sorted((set(votes["model_a"]) | set(votes["model_b"])) - set(label_of.values()))
+    compared = votes[~votes["is_gold"].astype(bool)] if "is_gold" in votes.columns else votes
+    # Attention checks pair a variant with its degraded or off-prompt copy: those are not strangers.
+    strangers = sorted((set(compared["model_a"]) | set(compared["model_b"])) - set(label_of.values()))
     if strangers:
         raise InputError(
             f"the votes name model(s) {strangers} that are not variants of this ablation "
@@ -130,7 +132,7 @@ def step_report(
     board = None
     if result is not None:
         board = variant_leaderboard(result.leaderboard, {lab: v for v, lab in label_of.items()}, synthetic)
-    report = {
+    report: dict[str, Any] = {
         "name": spec.name,
         "description": spec.description,
         "status": "rated" if result is not None else WAITING,
@@ -205,11 +207,11 @@ def progress_steps(plan: AblationPlan) -> int:
     return 3 + len(plan.variants) + (plan.image_config is not None)
 
 
-prepare_task = task(step_prepare_data, name="ablation-data")
-train_image_task = task(step_train_image, name="ablation-stage-i")
-train_variant_task = task(step_train_variant, name="ablation-stage-ii")
-study_task = task(step_study, name="ablation-study")
-report_task = task(step_report, name="ablation-report")
+prepare_task = task(name="ablation-data")(step_prepare_data)
+train_image_task = task(name="ablation-stage-i")(step_train_image)
+train_variant_task = task(name="ablation-stage-ii")(step_train_variant)
+study_task = task(name="ablation-study")(step_study)
+report_task = task(name="ablation-report")(step_report)
 
 
 @flow(name="ablation", log_prints=True)

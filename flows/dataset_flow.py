@@ -16,8 +16,10 @@ from typing import Any
 import mlflow
 from prefect import flow, task
 
-from flows.integrations import tracking
+from flows import reporting
+from flows.integrations import retention, tracking
 from flows.integrations.validation import make_validation_fn
+from flows.lvd_flow import build_lvd_flow, make_task_runner
 from svd_core import storage as svd_io
 from svd_core.curation.config import DatasetBuildConfig
 from svd_core.curation.lvd import LvdSummary, build_lvd
@@ -37,9 +39,11 @@ def step_filter(cfg: DatasetBuildConfig, lvd_table_uri: str, on_step: Any = None
         cfg.curated_uri,
         cfg.filter,
         cfg.subset,
-        make_validation_fn(cfg.validation, docs),
+        make_validation_fn(cfg.validation, docs, cfg.engine),
         keep_versions=cfg.keep_versions,
         on_step=on_step,
+        engine=cfg.engine,
+        in_use=retention.dataset_refs_in_use(),  # versions registered models were trained on survive
     )
 
 
@@ -117,7 +121,6 @@ def _result(lvd: LvdSummary, built: dict[str, Any], run_id: str) -> dict[str, An
     }  # fmt: skip
 
 
-lvd_task = task(name="build-lvd", retries=1, retry_delay_seconds=5)(step_lvd)
 filter_task = task(name="filter-validate-publish")(step_filter)
 track_task = task(name="log-to-mlflow", retries=2, retry_delay_seconds=2)(step_track)
 
@@ -126,15 +129,18 @@ track_task = task(name="log-to-mlflow", retries=2, retry_delay_seconds=2)(step_t
 def build_dataset(cfg: DatasetBuildConfig = DatasetBuildConfig()) -> dict[str, Any]:
     """Prefect flow: the same steps as `svd data build`, each a task. Ends with the run's artifacts (funnel,
     versions, dashboard link) and one `svd.dataset.published` event per new version (it triggers training)."""
-    from flows import deployments  # here, not at the top: flows.deployments imports this module
 
-    before = deployments.current_dataset_versions(cfg)
-    lvd = lvd_task(cfg)
+    before = reporting.current_dataset_versions(cfg)
+    # The LVD step is the build-lvd flow itself (a subflow), so it fans out in batches over the task runner
+    # that `lvd.run` names (threads, local Dask processes or a Dask cluster), as `svd data build-lvd --flow`.
+    lvd = build_lvd_flow.with_options(task_runner=make_task_runner(cfg.lvd.run))(
+        cfg.source, cfg.lvd_uri, cfg.lvd
+    )
     built = filter_task(cfg, lvd.lvd_uri)
     run_id = track_task(cfg, lvd, built)
     result = _result(lvd, built, run_id)
     print(json.dumps(result["datasets"], indent=2))
-    events = deployments.emit_dataset_published(cfg, built, before, run_id)
+    events = reporting.emit_dataset_published(cfg, built, before, run_id)
     new = [e["payload"]["name"] for e in events]
-    deployments.publish_run_artifacts(deployments.dataset_artifacts(result["lvd"], built, run_id, new))
+    reporting.publish_run_artifacts(reporting.dataset_artifacts(result["lvd"], built, run_id, new))
     return result

@@ -4,7 +4,8 @@
   votes (synthetic rater when enabled, else the study is created in the rating app and the flow returns
   the rater links) -> analysis with intervals -> report, all logged to MLflow (experiment "evaluation").
 - `promote_challenger(challenger, cfg)`: the same study of challenger vs `@champion`; the alias moves only
-  if the decision rule holds (lower bound of the win rate above the threshold on every question).
+  if the decision rule holds on every question (minimum decisive votes, raters and prompts; the mixture
+  SPRT, valid however often it is re-run; the clustered lower bound above the threshold).
 Steps are plain functions (the CLI runs them without Prefect); the flows wrap them in tasks.
 """
 
@@ -18,6 +19,7 @@ import mlflow
 import pandas as pd
 from prefect import flow, task
 
+from flows import reporting
 from flows.integrations import registry, tracking
 from flows.settings import load_settings
 from svd_core import storage as svd_io
@@ -76,14 +78,32 @@ def step_synthetic_votes(design: StudyDesign, cfg: EvaluateConfig) -> pd.DataFra
     return rater.vote(design.tasks, scores, raters=cfg.synthetic.raters)
 
 
+def study_tags(votes: pd.DataFrame, cfg: EvaluateConfig, study_id: str) -> dict[str, str]:
+    """MLflow tags of a study run: who rated it is always said (tag, rater kind and the run description)."""
+    synthetic = bool(votes["synthetic"].astype(bool).any())
+    raters = f"synthetic:{cfg.synthetic.proxy}" if synthetic else "human"
+    note = (
+        f"SYNTHETIC votes: rated by the automatic rater ({cfg.synthetic.proxy} proxy), not by humans."
+        if synthetic
+        else "Human-preference study: rated by people."
+    )
+    return {
+        "svd.kind": "study",
+        "svd.study_id": study_id,
+        "svd.synthetic": str(synthetic).lower(),
+        "svd.raters": raters,
+        "mlflow.note.content": note,
+    }
+
+
 def step_analyze(
     votes: pd.DataFrame, cfg: EvaluateConfig, design: StudyDesign, models: list[str]
 ) -> AnalysisResult:
     """Analyse the votes, write the report and log everything to MLflow."""
     result = analyze(votes, cfg.analysis)
-    synthetic = bool(votes["synthetic"].astype(bool).any())
-    tags = {"svd.kind": "study", "svd.study_id": design.study_id, "svd.synthetic": str(synthetic).lower()}
-    with tracking.run(cfg.experiment, f"study-{design.study_id}", tags), tempfile.TemporaryDirectory() as tmp:
+    tags = study_tags(votes, cfg, design.study_id)
+    run_name = ("synthetic-" if tags["svd.synthetic"] == "true" else "") + f"study-{design.study_id}"
+    with tracking.run(cfg.experiment, run_name, tags), tempfile.TemporaryDirectory() as tmp:
         tracking.log_config(cfg, "evaluate_config")
         mlflow.log_param("models", ",".join(models))
         mlflow.log_metric("votes", len(votes))
@@ -104,6 +124,7 @@ def step_decide(
         cfg.questions(),
         cfg.min_lower_bound,
         allow_synthetic=cfg.allow_synthetic_promotion,
+        rule=cfg.promotion,
     )
 
 
@@ -176,7 +197,6 @@ def evaluate_models(
     models: list[str], cfg: EvaluateConfig = EvaluateConfig(), study_id: str = "study"
 ) -> dict[str, Any]:
     """Prefect flow: a preference study over registered versions (leaderboard in the run's artifacts)."""
-    from flows import deployments  # here, not at the top: flows.deployments imports this module
 
     if len(models) < 2:
         raise InputError(f"a study needs at least two models, got {models}")
@@ -186,13 +206,19 @@ def evaluate_models(
     samples = {label: f.result() for label, f in futures.items()}
     design = task(step_design)(samples, cfg, eval_set, study_id)
     if not cfg.synthetic.enabled:
-        deployments.publish_run_artifacts(deployments.leaderboard_artifacts(design.study_id, None))
+        reporting.publish_run_artifacts(reporting.leaderboard_artifacts(design.study_id, None))
         return {"study": design.study_id, "tasks": len(design.tasks), "status": "waiting for human votes"}
     votes = task(step_synthetic_votes)(design, cfg)
     result = task(step_analyze)(votes, cfg, design, list(samples))
-    board = result.leaderboard.to_dict(orient="records")
+    board = result.leaderboard.assign(synthetic=result.synthetic).to_dict(orient="records")
+    if result.synthetic:
+        print(
+            f"SYNTHETIC votes (automatic rater {cfg.synthetic.proxy!r}, not humans): study {design.study_id}"
+        )
     print(board)
-    deployments.publish_run_artifacts(deployments.leaderboard_artifacts(design.study_id, board))
+    reporting.publish_run_artifacts(
+        reporting.leaderboard_artifacts(design.study_id, board, synthetic=result.synthetic)
+    )
     return {"study": design.study_id, "leaderboard": board}
 
 
@@ -200,10 +226,9 @@ def evaluate_models(
 def promote_challenger(challenger: str, cfg: EvaluateConfig = EvaluateConfig()) -> dict[str, Any]:
     """Prefect flow: challenger vs @champion, alias moved only when the rule holds (evidence in the run's
     artifacts)."""
-    from flows import deployments  # here, not at the top: flows.deployments imports this module
 
     outcome = promotion_task(challenger, cfg)
     outcome.pop("design", None)
     print(outcome)
-    deployments.publish_run_artifacts(deployments.promotion_artifacts(challenger, outcome))
+    reporting.publish_run_artifacts(reporting.promotion_artifacts(challenger, outcome))
     return outcome

@@ -8,21 +8,16 @@ resumes from its last checkpoint (the run directory is keyed by the same lineage
 
 from __future__ import annotations
 
-import hashlib
-import json
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import mlflow
-import mlflow.pyfunc
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 from prefect import flow, task
 
-from flows.integrations import registry, tracking
-from flows.settings import load_settings
-from flows.train_flow import dataset_version, find_registered
+from flows.integrations import lineage, registry, tags
+from flows.integrations.training_run import TrainingSpec, pipeline_registrar, tracked_training
 from svd_core.config import apply_overrides, validate_config
 from svd_core.data.video_dataset import resolve_table_uri
 from svd_core.errors import InputError
@@ -58,11 +53,11 @@ def resolve_interpolation_config(
     if max_steps:
         overrides.append(f"trainer.max_steps={max_steps}")
     cfg = validate_config(InterpolationConfig, apply_overrides(cfg.to_dict(), overrides), "<interpolation>")
-    parent = base or cfg.base_uri
+    parent = lineage.pin_parent(base or cfg.base_uri)  # an alias is pinned to the version it names now
     if not parent:
         raise InputError("no base model: pass --base models:/NAME/N (an image-to-video model)")
     table = resolve_table_uri(cfg.data.table_uri)
-    version = dataset_version(table)
+    version = lineage.dataset_version(table)
     folder = local_pipeline(parent)
     cfg = validate_config(
         InterpolationConfig,
@@ -74,8 +69,7 @@ def resolve_interpolation_config(
     config = cfg.to_dict()
     config["data"].pop("table_uri")
     config.pop("base_uri")
-    key_src = json.dumps({"config": config, "parent": parent, "data": version}, sort_keys=True)
-    return cfg, hashlib.sha256(key_src.encode()).hexdigest()[:16], parent
+    return cfg, lineage.lineage_key(config, parent, version), parent
 
 
 def step_train_interpolation(
@@ -87,41 +81,28 @@ def step_train_interpolation(
     experiment: str = "training",
 ) -> registry.ResolvedModel:
     """Finetune `base` into an interpolation model (or reuse an identical registered one); register it."""
-    resolved, lineage_key, parent = resolve_interpolation_config(cfg, base, data, max_steps)
-    existing = find_registered(model_name, lineage_key)
-    if existing is not None:
-        return existing
-    run_dir = load_settings().home / "runs" / STAGE / lineage_key
-    table = resolved.data.table_uri
-    data_version = dataset_version(table)
-    tags = {"svd.kind": "train", "svd.stage": STAGE, "svd.lineage_key": lineage_key}
-    with tracking.run(experiment, f"stage-{STAGE}", tags) as active:
-        tracking.log_config(resolved, "train_config")
-        tracking.log_dataset(table, "train_data", data_version, "training")
-        with tracking.MetricsTail(run_dir / "metrics.jsonl", active.info.run_id):
-            result = run_interpolation_ranks(resolved, run_dir)
-        mlflow.log_dict(asdict(result), "train_result.json")
-        if not result.finished or not result.export_dir:
-            raise InputError(f"interpolation stopped at step {result.step} without an export; see {run_dir}")
-        lineage = {
-            "svd.stage": STAGE,
-            "svd.parent_model_version": parent,
-            "svd.dataset_version": data_version,
-            "svd.dataset_uri": table,
-            "svd.config_hash": resolved.config_hash(),
-            "svd.lineage_key": lineage_key,
-            "svd.git_commit": tracking.git_commit(),
-            "svd.conditioning": "image",
-            "svd.interpolation_factor": str(resolved.num_frames - 1),
-        }
-        model = registry.register_pipeline(
-            Path(result.export_dir), model_name, lineage, SvdInterpolationModel()
-        )
-        mlflow.set_tag("svd.registered_model", model.uri)
-        return model
+    resolved, key, parent = resolve_interpolation_config(cfg, base, data, max_steps)
+    spec = TrainingSpec(
+        stage=STAGE,
+        model_name=model_name,
+        config=resolved,
+        lineage_key=key,
+        data_uri=resolved.data.table_uri,
+        data_version=lineage.dataset_version(resolved.data.table_uri),
+        parent=parent,
+        conditioning="image",
+        version_tags={tags.INTERPOLATION_FACTOR: str(resolved.num_frames - 1)},
+        experiment=experiment,
+    )
+    trained = tracked_training(
+        spec,
+        train=lambda run_dir: run_interpolation_ranks(resolved, run_dir),
+        register=pipeline_registrar(model_name, SvdInterpolationModel()),
+    )
+    return trained.model
 
 
-train_interpolation_task = task(step_train_interpolation, name="train-interpolation")
+train_interpolation_task = task(name="train-interpolation")(step_train_interpolation)
 
 
 @flow(name="train_interpolation", log_prints=True)
@@ -159,7 +140,7 @@ def step_interpolate(
     }
 
 
-class SvdInterpolationModel(mlflow.pyfunc.PythonModel):
+class SvdInterpolationModel(PythonModel):
     """pyfunc of a registered interpolation model: a `video` column (path/URI) in, `video_path` out.
 
     Optional columns `seed`, `num_inference_steps`, `batch_size`; params (when the signature carries

@@ -10,10 +10,7 @@ interrupted run resumes from its last checkpoint.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +20,9 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 from prefect import flow, task
 
-from flows.integrations import registry, tracking
+from flows.integrations import lineage, registry, tags
 from flows.integrations.pyfunc import SvdVideoModel
-from flows.settings import load_settings
-from flows.train_flow import dataset_version, find_registered
+from flows.integrations.training_run import TrainingSpec, TrainOutcome, tracked_training
 from svd_core.config import apply_overrides, validate_config
 from svd_core.errors import InputError
 from svd_core.tasks.lora.config import LoraTrainConfig
@@ -63,9 +59,7 @@ def resolve_lora_config(
     config = cfg.to_dict()
     for section, key in (("data", "table_uri"), ("init", "pipeline_uri"), ("init", "cache_dir")):
         config[section].pop(key)
-    source = {"config": config, "base": base.uri, "data": dataset_version(cfg.data.table_uri)}
-    lineage_key = hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()[:16]
-    return cfg, lineage_key
+    return cfg, lineage.lineage_key(config, base.uri, lineage.dataset_version(cfg.data.table_uri))
 
 
 def with_base_folder(cfg: LoraTrainConfig, base: registry.ResolvedModel) -> LoraTrainConfig:
@@ -92,42 +86,46 @@ def step_train_lora(
     image-to-video, the preset matches it, and the table has clips of the class.
     """
     base_model = registry.resolve(base)  # pins an alias (models:/svd@champion) to its version
-    resolved, lineage_key = resolve_lora_config(cfg, base_model, motion, data, ranks, max_steps)
-    name = lora_model_name(resolved.motion_class)
-    existing = find_registered(name, lineage_key)
-    if existing is not None:  # same config, base version and data: nothing to download or train
-        return existing
-    resolved = with_base_folder(resolved, base_model)
-    inputs = validate_lora_inputs(resolved)
-    run_dir = load_settings().home / "runs" / "lora" / resolved.motion_class / lineage_key
-    data_version = dataset_version(resolved.data.table_uri)
-    tags = {"svd.kind": "train", "svd.stage": "lora", "svd.lineage_key": lineage_key,
-            "svd.motion_class": resolved.motion_class}  # fmt: skip
-    with tracking.run(experiment, f"lora-{resolved.motion_class}", tags) as active:
-        tracking.log_config(resolved, "train_config")
-        tracking.log_dataset(resolved.data.table_uri, "train_data", data_version, "training")
-        mlflow.log_param("num_clips", inputs.num_clips)
-        with tracking.MetricsTail(run_dir / "metrics.jsonl", active.info.run_id):
-            result = run_lora_ranks(resolved, run_dir, on_metrics=on_metrics)
-        mlflow.log_dict(asdict(result), "train_result.json")
-        if not result.finished or not result.export_dir:
-            raise InputError(f"LoRA training stopped at step {result.step} without an export; see {run_dir}")
-        lineage = {
-            "svd.stage": "lora",
-            "svd.parent_model_version": base_model.uri,
-            "svd.motion_class": resolved.motion_class,
-            "svd.lora_rank": str(resolved.lora.rank),
-            "svd.lora_targets": resolved.lora.target_regex(),
-            "svd.dataset_version": data_version,
-            "svd.dataset_uri": resolved.data.table_uri,
-            "svd.config_hash": resolved.config_hash(),
-            "svd.lineage_key": lineage_key,
-            "svd.git_commit": tracking.git_commit(),
-            "svd.conditioning": "image",
-        }
-        model = register_adapter(Path(result.export_dir), name, lineage, base_model.uri)
-        mlflow.set_tag("svd.registered_model", model.uri)
-        return model
+    resolved, key = resolve_lora_config(cfg, base_model, motion, data, ranks, max_steps)
+
+    prepared: list[LoraTrainConfig] = []
+
+    def prepare() -> dict[str, int]:
+        # Only when nothing can be reused: download the base and check the clips of the class.
+        prepared.append(with_base_folder(resolved, base_model))
+        return {"num_clips": validate_lora_inputs(prepared[0]).num_clips}
+
+    def train(run_dir: Path) -> TrainOutcome:
+        return run_lora_ranks(prepared[0], run_dir, on_metrics=on_metrics)
+
+    spec = TrainingSpec(
+        stage="lora",
+        model_name=lora_model_name(resolved.motion_class),
+        config=resolved,
+        lineage_key=key,
+        data_uri=resolved.data.table_uri,
+        data_version=lineage.dataset_version(resolved.data.table_uri),
+        parent=base_model.uri,
+        conditioning="image",
+        run_name=f"lora-{resolved.motion_class}",
+        run_tags={tags.MOTION_CLASS: resolved.motion_class},
+        version_tags={
+            tags.MOTION_CLASS: resolved.motion_class,
+            tags.LORA_RANK: str(resolved.lora.rank),
+            tags.LORA_TARGETS: resolved.lora.target_regex(),
+        },
+        experiment=experiment,
+        run_subdir=resolved.motion_class,
+    )
+    trained = tracked_training(
+        spec,
+        train,
+        prepare=prepare,
+        register=lambda export, lineage_tags: register_adapter(
+            export, spec.model_name, lineage_tags, base_model.uri
+        ),
+    )
+    return trained.model
 
 
 def register_adapter(
@@ -181,7 +179,7 @@ def download_adapter(uri: str) -> Path:
     return local / entry["path"]
 
 
-train_lora_task = task(step_train_lora, name="train-lora")
+train_lora_task = task(name="train-lora")(step_train_lora)
 
 
 @flow(name="train_lora", log_prints=True)

@@ -1,9 +1,14 @@
-"""Prefect flow for the LVD build: one task per source video (mapped over workers), then one finalize task.
+"""Prefect flow for the LVD build: one task per batch of source videos (mapped over workers), then one
+finalize task.
 
-Thin on purpose: the work is `svd_core.curation.lvd.process_video` / `finalize_lvd`; this module only picks
-a task runner from `LvdConfig.run` and maps. Task retries cover transient errors (storage); bad videos are
-already quarantined by `process_video` and a task that still fails after its retries is quarantined here,
-so one video never fails the build. Reruns skip finished videos through the per-video result files.
+Thin on purpose: the work is `svd_core.curation.lvd.process_batch` / `finalize_parts`; this module only
+picks a task runner from `LvdConfig.run`, splits the sources into `run.batch_size` batches
+(`plan_batches`: 1M videos at batch_size=1000 are ~1k task runs) and maps. Each batch task writes its rows
+as one Parquet part next to the shards and returns counts only, so the flow process never holds the rows.
+Task retries cover transient errors (storage); bad videos are already quarantined inside the batch, and a
+batch task that still fails after its retries has its videos quarantined here, so a batch never fails the
+build. Reruns skip finished videos through the per-video result files. The nightly `build_dataset` flow
+runs this flow as its LVD step, so it fans out the same way.
 
 Task runners: `threads` (ThreadPoolTaskRunner, one machine), `processes` (a local Dask cluster of
 `run.max_workers` single-threaded worker processes), `dask` (an existing cluster at `run.dask_address`).
@@ -22,7 +27,14 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from svd_core.config import load_config
 from svd_core.curation.config import LvdConfig, RunConfig
-from svd_core.curation.lvd import LvdSummary, VideoResult, default_scorers, finalize_lvd, process_video
+from svd_core.curation.lvd import (
+    BatchResult,
+    LvdSummary,
+    default_scorers,
+    finalize_parts,
+    plan_batches,
+    process_batch,
+)
 from svd_core.curation.scorer_base import ClipScorer
 from svd_core.curation.sources import VideoSource, resolve_sources
 
@@ -51,37 +63,39 @@ def make_task_runner(run: RunConfig) -> Any:
     )
 
 
-@task(name="lvd-video", retries=2, retry_delay_seconds=5, cache_policy=NONE)
-def process_video_task(source: VideoSource, cfg: LvdConfig, out: str) -> VideoResult:
-    return process_video(source, cfg, out, scorers_for(cfg))
+@task(name="lvd-batch", retries=2, retry_delay_seconds=5, cache_policy=NONE)
+def process_batch_task(sources: list[VideoSource], cfg: LvdConfig, out: str) -> BatchResult:
+    return process_batch(sources, cfg, out, scorers_for(cfg))
 
 
 @task(name="lvd-finalize", cache_policy=NONE)
-def finalize_task(out: str, results: list[VideoResult], elapsed_s: float) -> LvdSummary:
-    return finalize_lvd(out, results, elapsed_s)
+def finalize_task(
+    out: str, batches: list[BatchResult], elapsed_s: float, single_file_max_rows: int
+) -> LvdSummary:
+    return finalize_parts(out, batches, elapsed_s, single_file_max_rows)
 
 
 @flow(name="build-lvd", log_prints=True)
 def build_lvd_flow(source: str, out: str, cfg: LvdConfig) -> LvdSummary:
-    """Long videos under `source` -> clips + `out/lvd.parquet` + `out/quarantine.parquet`."""
+    """Long videos under `source` -> clips + `out/lvd_parts/` (+ `out/lvd.parquet` when small) +
+    `out/quarantine.parquet`."""
     started = time.perf_counter()
-    sources = resolve_sources(source)
-    video_task = process_video_task.with_options(
+    batches = plan_batches(resolve_sources(source), cfg.run)
+    batch_task = process_batch_task.with_options(
         retries=cfg.run.task_retries, retry_delay_seconds=cfg.run.retry_delay_s
     )
-    futures = video_task.map(sources, cfg=unmapped(cfg), out=unmapped(out))
-    results = [_result_or_quarantine(future, s) for future, s in zip(futures, sources, strict=True)]
-    return finalize_task(out, results, time.perf_counter() - started)
+    futures = batch_task.map(batches, cfg=unmapped(cfg), out=unmapped(out))
+    results = [_batch_or_quarantine(future, b) for future, b in zip(futures, batches, strict=True)]
+    return finalize_task(out, results, time.perf_counter() - started, cfg.run.single_file_max_rows)
 
 
-def _result_or_quarantine(future: Any, source: VideoSource) -> VideoResult:
+def _batch_or_quarantine(future: Any, batch: Sequence[VideoSource]) -> BatchResult:
     outcome = future.result(raise_on_failure=False)
-    if isinstance(outcome, VideoResult):
+    if isinstance(outcome, BatchResult):
         return outcome
     reason = f"task failed after retries: {outcome.__class__.__name__}: {outcome}"
-    return VideoResult(
-        source.uri, None, quarantine={"source_uri": source.uri, "reason": reason, "stage": "decode"}
-    )
+    quarantine = [{"source_uri": s.uri, "reason": reason, "stage": "decode"} for s in batch]
+    return BatchResult(part=None, rows=0, quarantine=quarantine, sources=len(batch))
 
 
 def run_build_lvd(

@@ -14,23 +14,19 @@ the Prefect flows.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import mlflow
-import mlflow.pyfunc
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 from mlflow.tracking import MlflowClient
 from prefect import flow, task
 
-from flows.integrations import registry, tracking
-from flows.settings import load_settings
-from flows.train_flow import find_registered
+from flows.integrations import lineage, registry, tags, tracking
+from flows.integrations.training_run import TrainingSpec, pipeline_registrar, tracked_training
 from svd_core.config import apply_overrides, validate_config
 from svd_core.errors import InputError
 from svd_core.tasks.multiview.base import check_base_folder
@@ -40,6 +36,9 @@ from svd_core.tasks.multiview.evaluate import MultiViewScores, evaluate_orbits, 
 from svd_core.tasks.multiview.orbits import make_orbits as render_orbits
 from svd_core.tasks.multiview.task import stage_orbits
 from svd_core.tasks.multiview.task import train_multiview as run_multiview_ranks
+
+if TYPE_CHECKING:
+    from svd_core.tasks.multiview.pipeline import MultiViewPipeline
 
 MODEL_NAME = "svd-mv"
 STAGE = "multiview"
@@ -67,7 +66,7 @@ def step_make_orbits(
 @flow(name="make_orbits", log_prints=True)
 def make_orbits(out_uri: str, cfg: OrbitRenderConfig) -> list[str]:
     """Prefect flow: render a synthetic orbit dataset."""
-    folders = task(step_make_orbits, name="render-orbits", retries=1)(out_uri, cfg)
+    folders = task(name="render-orbits", retries=1)(step_make_orbits)(out_uri, cfg)
     print(f"{len(folders)} orbit folders under {out_uri}")
     return folders
 
@@ -100,12 +99,11 @@ def resolve_multiview_config(
     ):
         keyed[section].pop(key)
     keyed.pop("eval")  # evaluation settings do not change the weights
-    key_src = json.dumps({"config": keyed, "parent": parent, "data": version}, sort_keys=True)
-    lineage_key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
+    key = lineage.lineage_key(keyed, parent, version)
     resolved = validate_config(
         MultiViewConfig, apply_overrides(cfg.to_dict(), [f"init.base_uri={folder}"]), "<multiview config>"
     )
-    return resolved, parent, lineage_key, version
+    return resolved, parent, key, version
 
 
 def step_train_multiview(
@@ -117,37 +115,30 @@ def step_train_multiview(
     experiment: str = "training",
 ) -> MultiViewRun:
     """Fine-tune the registered base into a multi-view model and register it (or reuse an identical one)."""
-    resolved, parent, lineage_key, version = resolve_multiview_config(cfg, base, data, max_steps)
-    existing = find_registered(model_name, lineage_key)
-    if existing is not None:
-        folder = registry.download_pipeline(existing.uri)
-        return MultiViewRun(existing, existing.run_id, str(folder), resolved, reused=True)
-    run_dir = load_settings().home / "runs" / STAGE / lineage_key
-    tags = {"svd.kind": "train", "svd.stage": STAGE, "svd.lineage_key": lineage_key}
-    with tracking.run(experiment, f"stage-{STAGE}", tags) as active:
-        tracking.log_config(resolved, "train_config")
-        tracking.log_dataset(resolved.data.root_uri, "orbits", version, "training")
-        with tracking.MetricsTail(run_dir / "metrics.jsonl", active.info.run_id):
-            result = run_multiview_ranks(resolved, run_dir)
-        mlflow.log_dict(asdict(result), "train_result.json")
-        if not result.finished or not result.export_dir:
-            raise InputError(
-                f"multi-view training stopped at step {result.step} without an export; see {run_dir}"
-            )
-        lineage = {
-            "svd.stage": STAGE,
-            "svd.parent_model_version": parent,
-            "svd.dataset_version": version,
-            "svd.dataset_uri": resolved.data.root_uri,
-            "svd.config_hash": resolved.config_hash(),
-            "svd.lineage_key": lineage_key,
-            "svd.git_commit": tracking.git_commit(),
-            "svd.conditioning": "image+elevation",
-            "svd.base_kind": resolved.init.base_kind,
-        }
-        model = registry.register_pipeline(Path(result.export_dir), model_name, lineage, SvdMultiViewModel())
-        mlflow.set_tag("svd.registered_model", model.uri)
-    return MultiViewRun(model, active.info.run_id, result.export_dir, resolved, reused=False)
+    resolved, parent, key, version = resolve_multiview_config(cfg, base, data, max_steps)
+    spec = TrainingSpec(
+        stage=STAGE,
+        model_name=model_name,
+        config=resolved,
+        lineage_key=key,
+        data_uri=resolved.data.root_uri,
+        data_version=version,
+        data_name="orbits",
+        parent=parent,
+        conditioning="image+elevation",
+        version_tags={tags.BASE_KIND: resolved.init.base_kind},
+        experiment=experiment,
+    )
+    trained = tracked_training(
+        spec,
+        train=lambda run_dir: run_multiview_ranks(resolved, run_dir),
+        register=pipeline_registrar(model_name, SvdMultiViewModel()),
+    )
+    if trained.export_dir is None:  # reused: evaluation reads the registered weights
+        folder = str(registry.download_pipeline(trained.model.uri))
+    else:
+        folder = trained.export_dir
+    return MultiViewRun(trained.model, trained.run_id, folder, resolved, reused=trained.reused)
 
 
 def step_evaluate_multiview(
@@ -174,8 +165,8 @@ def method_label(run: MultiViewRun) -> str:
     return f"{run.model.name}/{run.model.version} from {origin}"
 
 
-train_multiview_task = task(step_train_multiview, name="train-multiview")
-evaluate_multiview_task = task(step_evaluate_multiview, name="evaluate-multiview", retries=1)
+train_multiview_task = task(name="train-multiview")(step_train_multiview)
+evaluate_multiview_task = task(name="evaluate-multiview", retries=1)(step_evaluate_multiview)
 
 
 @flow(name="train_multiview", log_prints=True)
@@ -191,7 +182,7 @@ def train_multiview(
     return {"model_uri": run.model.uri, "metrics": scores.metrics() if scores else {}}
 
 
-class SvdMultiViewModel(mlflow.pyfunc.PythonModel):
+class SvdMultiViewModel(PythonModel):
     """pyfunc of a registered multi-view model: a view + its elevation in, a folder of orbit views out.
 
     Input columns: `image` (path/URI of the input view), `elevation` (degrees), optional `seed`; params:
@@ -203,7 +194,7 @@ class SvdMultiViewModel(mlflow.pyfunc.PythonModel):
 
         self.pipeline_dir = Path(context.artifacts["pipeline"])
         self.info = read_model_info(self.pipeline_dir)
-        self._pipe = None
+        self._pipe: MultiViewPipeline | None = None
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None

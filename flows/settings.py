@@ -1,10 +1,18 @@
-"""Platform settings: one object read from `SVD_*` environment variables and optional files.
+"""Platform settings: one object resolved from the tools' own settings, `SVD_*` overrides and defaults.
 
-Precedence (highest first): environment variables, the stack env file written by `svd stack up`
-(`<home>/stack.env`), the user settings file (`SVD_SETTINGS_FILE` or `<home>/settings.env`), defaults.
+Precedence for each value (highest first; `svd config show` prints which one applied):
 
-The embedded default needs no server: everything lives in a project folder (`.svd/` in the working
-directory, or `SVD_HOME`): an SQLite MLflow store, local artifacts and a local Prefect home.
+1. `SVD_<NAME>` in the environment: an override on top of everything;
+2. the tool's own environment variable: `MLFLOW_TRACKING_URI`, `MLFLOW_REGISTRY_URI`, `PREFECT_API_URL`,
+   `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` / `MLFLOW_S3_ENDPOINT_URL`;
+3. the stack env file written by `svd stack up` (`<home>/stack.env`), then the user settings file
+   (`SVD_SETTINGS_FILE` or `<home>/settings.env`), both read with python-dotenv;
+4. the tool's own configuration file: the active Prefect profile's `PREFECT_API_URL` (Prefect's
+   `profiles.toml`; boto3 reads `~/.aws/config` itself when no endpoint is set anywhere);
+5. the embedded default, which needs no server: an SQLite MLflow store, local artifacts and Prefect's
+   ephemeral server, all in the project folder (`.svd/` in the working directory, or `SVD_HOME`).
+
+Reading settings creates nothing: the project folder is made by the first command that writes to it.
 """
 
 from __future__ import annotations
@@ -12,15 +20,44 @@ from __future__ import annotations
 import json
 import os
 import re
+import tomllib
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_HOME = ".svd"
 STACK_ENV_NAME = "stack.env"
+DEFAULT_SOURCE = "default"
+
+TOOL_ENV: dict[str, tuple[str, ...]] = {
+    "tracking_uri": ("MLFLOW_TRACKING_URI",),
+    "registry_uri": ("MLFLOW_REGISTRY_URI",),
+    "prefect_api_url": ("PREFECT_API_URL",),
+    "s3_endpoint_url": ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL"),
+}
+"""The tools' own environment variables for the settings they share with svd (rank 2 above)."""
+_EXPORTED: dict[str, str] = {}
+"""What `activate` put into os.environ: not a user's setting, so later resolutions look past it."""
+EXPORTED_ENV = "SVD_EXPORTED_ENV"
+"""JSON copy of `_EXPORTED` in os.environ: child processes (`svd` subcommands, workers) inherit the
+variables svd exported, and must also know they were svd's, not the user's, or a stale value from an
+earlier project folder in the same parent process would win over their own resolution."""
+
+
+def _exported() -> dict[str, str]:
+    try:
+        inherited = json.loads(os.environ.get(EXPORTED_ENV) or "{}")
+    except ValueError:
+        inherited = {}
+    return {**(inherited if isinstance(inherited, dict) else {}), **_EXPORTED}
+
+
+def _user_env(key: str) -> str | None:
+    value = os.environ.get(key)
+    return None if value is None or _exported().get(key) == value else value
 
 
 def svd_home() -> Path:
@@ -28,15 +65,16 @@ def svd_home() -> Path:
 
 
 def _env_files() -> tuple[Path, ...]:
+    """The settings files, highest precedence first: the stack's URLs override the user's file."""
     home = svd_home()
     user_file = Path(os.environ.get("SVD_SETTINGS_FILE", home / "settings.env"))
-    # Later files win in pydantic-settings: the stack's URLs override the user's file.
-    return (user_file, home / STACK_ENV_NAME)
+    return (home / STACK_ENV_NAME, user_file)
 
 
 class Settings(BaseSettings):
-    """Resolved platform settings (see `svd config show`)."""
+    """Resolved platform settings (see `svd config show`); built by `load_settings`."""
 
+    # Values are resolved by `load_settings` (with their sources); the model only validates them.
     model_config = SettingsConfigDict(env_prefix="SVD_", extra="ignore", frozen=True)
 
     home: Path = Field(default_factory=svd_home)
@@ -48,7 +86,7 @@ class Settings(BaseSettings):
     artifact_root: str = ""
     """Where artifacts go: `file://...` or `s3://bucket/prefix`; empty means `<home>/artifacts`."""
     s3_endpoint_url: str = ""
-    """S3-compatible endpoint (moto, MinIO); empty means AWS's default endpoints."""
+    """S3-compatible endpoint (moto, MinIO); empty means boto3's own chain (AWS config, AWS endpoints)."""
     prefect_api_url: str = ""
     """Prefect API URL; empty means Prefect's ephemeral local server with PREFECT_HOME=<home>/prefect."""
     mlflow_db_url: SecretStr | None = None
@@ -62,13 +100,21 @@ class Settings(BaseSettings):
     stack_host: str = "127.0.0.1"
     """Interface the local stack binds to (loopback only by design)."""
     stack_s3_port: int = 9100
-    """Port of the stack's S3 (moto) server."""
+    """Port of the stack's S3 server."""
     stack_mlflow_port: int = 5500
     """Port of the stack's MLflow server."""
     stack_prefect_port: int = 4400
     """Port of the stack's Prefect server."""
     buckets: tuple[str, ...] = ("svd-artifacts", "svd-data", "svd-dvc")
     """Buckets `svd stack up` creates."""
+    sources: dict[str, str] = Field(default_factory=dict, exclude=True)
+    """Where each value came from (`env SVD_X`, `env MLFLOW_TRACKING_URI`, `file PATH`, `default`)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource, *_: Any, **__: Any
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)  # load_settings resolves every source itself, with provenance
 
     @field_validator("home", mode="after")
     @classmethod
@@ -84,7 +130,7 @@ class Settings(BaseSettings):
             )
         return value
 
-    # Derived values: the embedded default fills what the user left empty.
+    # Derived values: the embedded default fills what nothing set.
     @property
     def resolved_tracking_uri(self) -> str:
         return self.tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
@@ -100,6 +146,14 @@ class Settings(BaseSettings):
     @property
     def prefect_home(self) -> Path:
         return self.home / "prefect"
+
+    @property
+    def embedded_tracking(self) -> bool:
+        """True when MLflow runs on the embedded SQLite store under `home` (nothing set a URI)."""
+        return not self.tracking_uri
+
+    def source(self, name: str) -> str:
+        return self.sources.get(name, DEFAULT_SOURCE)
 
     def public_dict(self) -> dict[str, Any]:
         """Resolved settings with secrets masked (what `svd config show --json` prints)."""
@@ -122,7 +176,19 @@ class Settings(BaseSettings):
                 "mlflow_port": self.stack_mlflow_port,
                 "prefect_port": self.stack_prefect_port,
             },
+            "sources": self.display_sources(),
         }
+
+    def display_sources(self) -> dict[str, str]:
+        """Where each shown value came from, including what the embedded default means for it."""
+        out = {name: self.source(name) for name in type(self).model_fields if name != "sources"}
+        if self.source("registry_uri") == DEFAULT_SOURCE and self.tracking_uri:
+            out["registry_uri"] = f"same as tracking_uri ({self.source('tracking_uri')})"
+        if not self.s3_endpoint_url:
+            out["s3_endpoint_url"] = "default (boto3's own chain: AWS_PROFILE, ~/.aws/config)"
+        if not self.prefect_api_url:
+            out["prefect_api_url"] = "default (Prefect's ephemeral server in <home>/prefect)"
+        return out
 
 
 _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@]+:)(?P<pw>[^@]+)(?P<tail>@)")
@@ -137,20 +203,75 @@ def _mask_secret(value: SecretStr | None) -> str | None:
     return mask_url(value.get_secret_value()) if value is not None else None
 
 
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE pairs of an env file (python-dotenv's parser); empty when the file does not exist."""
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def prefect_profile_api_url() -> tuple[str, str] | None:
+    """(PREFECT_API_URL, source) of the active Prefect profile, read the way Prefect finds it.
+
+    Reads the TOML directly (importing prefect takes seconds): `PREFECT_PROFILES_PATH`, else
+    `$PREFECT_HOME/profiles.toml`, else `~/.prefect/profiles.toml`; the active profile is
+    `PREFECT_PROFILE` or the file's `active` key.
+    """
+    path = Path(
+        os.environ.get("PREFECT_PROFILES_PATH")
+        or Path(_user_env("PREFECT_HOME") or Path.home() / ".prefect") / "profiles.toml"
+    ).expanduser()
+    if not path.is_file():
+        return None
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, OSError):
+        return None
+    name = os.environ.get("PREFECT_PROFILE") or data.get("active")
+    url = data.get("profiles", {}).get(name, {}).get("PREFECT_API_URL") if name else None
+    return (str(url), f"prefect profile {name!r} ({path})") if url else None
+
+
+def _resolve() -> tuple[dict[str, Any], dict[str, str]]:
+    """Every value with its source, by the precedence in the module docstring."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    files = [(p, read_env_file(p)) for p in _env_files()]
+    for name in Settings.model_fields:
+        if name == "sources":
+            continue
+        key = f"SVD_{name.upper()}"
+        candidates: list[tuple[str | None, str]] = [(os.environ.get(key), f"env {key}")]
+        candidates += [(_user_env(tool), f"env {tool}") for tool in TOOL_ENV.get(name, ())]
+        candidates += [(data.get(key), f"file {path}") for path, data in files]
+        for value, source in candidates:
+            if value:  # an empty variable counts as unset
+                values[name], sources[name] = value, source
+                break
+    if "prefect_api_url" not in values and (profile := prefect_profile_api_url()):
+        values["prefect_api_url"], sources["prefect_api_url"] = profile
+    if "home" not in values:
+        sources["home"] = f"default ({DEFAULT_HOME} in the working directory)"
+    return values, sources
+
+
 def load_settings() -> Settings:
-    """Read settings now (no caching: the stack env file may have changed)."""
+    """Read settings now (no caching: the stack env file may have changed). Creates nothing."""
     from pydantic import ValidationError
 
     from svd_core.config import format_validation_error
     from svd_core.errors import ConfigError
 
-    files = [p for p in _env_files() if p.is_file()]
+    values, sources = _resolve()
     try:
-        return Settings(_env_file=files or None)  # type: ignore[call-arg]
+        return Settings(**values, sources=sources)
     except ValidationError as exc:
-        sources = ", ".join(str(p) for p in files) or "no settings file"
-        fields = ", ".join(f"SVD_{str(e['loc'][0]).upper()}" for e in exc.errors() if e["loc"])
-        message = format_validation_error(exc, f"settings (from the environment and {sources})")
+        bad = [str(e["loc"][0]) for e in exc.errors() if e["loc"]]
+        where = ", ".join(sorted({sources.get(name, name) for name in bad}))
+        fields = ", ".join(f"SVD_{name.upper()}" for name in bad)
+        message = format_validation_error(exc, f"settings (from {where})")
         raise ConfigError(f"{message} (fix {fields})") from None
 
 
@@ -164,41 +285,42 @@ def settings_json(s: Settings) -> str:
     return json.dumps(s.public_dict(), indent=2)
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    """Parse a simple KEY=VALUE env file (the format `svd stack up` writes)."""
-    values: dict[str, str] = {}
-    if not path.is_file():
-        return values
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip().strip('"').strip("'")
-    return values
-
-
 def activate(s: Settings) -> None:
-    """Export the settings to the libraries that read their own env vars (MLflow, Prefect, boto3).
+    """Export the resolved settings to the libraries that read their own env vars (MLflow, Prefect, boto3).
 
-    Values already set in the environment win, so a user can always override one piece.
+    Only what svd resolved is exported; a Prefect profile is left to Prefect (PREFECT_HOME stays unset so
+    the profile and its other settings, an API key for example, stay visible). Creates nothing.
     """
     for key, value in read_env_file(s.home / STACK_ENV_NAME).items():
         if not key.startswith("SVD_"):  # AWS_* credentials for the local stack's S3
             os.environ.setdefault(key, value)
-    defaults = {
+    exports = {
         "MLFLOW_TRACKING_URI": s.resolved_tracking_uri,
         "MLFLOW_REGISTRY_URI": s.resolved_registry_uri,
-        "PREFECT_HOME": str(s.prefect_home),
+    }
+    if s.s3_endpoint_url:
+        exports["MLFLOW_S3_ENDPOINT_URL"] = s.s3_endpoint_url
+        exports["AWS_ENDPOINT_URL_S3"] = s.s3_endpoint_url
+    if s.prefect_api_url and not s.source("prefect_api_url").startswith("prefect profile"):
+        exports["PREFECT_API_URL"] = s.prefect_api_url
+    for key, value in exports.items():  # resolved above, with the tools' own variables in the precedence
+        if os.environ.get(key) != value:
+            os.environ[key] = _EXPORTED[key] = value
+    defaults = {
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         # The ephemeral server's 20 s default is too short on a loaded 2-core machine.
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
-        "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING"),
+        "PREFECT_LOGGING_LEVEL": "WARNING",
     }
-    if s.prefect_api_url:
-        defaults["PREFECT_API_URL"] = s.prefect_api_url
-    if s.s3_endpoint_url:
-        defaults["MLFLOW_S3_ENDPOINT_URL"] = s.s3_endpoint_url
-        defaults["AWS_ENDPOINT_URL_S3"] = s.s3_endpoint_url
+    if not s.prefect_api_url:  # the embedded default: Prefect's ephemeral server keeps its DB in <home>
+        defaults["PREFECT_HOME"] = str(s.prefect_home)
     for key, value in defaults.items():
-        os.environ.setdefault(key, value)
+        if key not in os.environ:
+            os.environ[key] = _EXPORTED[key] = value
+    os.environ[EXPORTED_ENV] = json.dumps(_exported(), sort_keys=True)
+
+
+def ensure_home(s: Settings) -> Path:
+    """Create the project folder (for the embedded stores); called by commands that write."""
     s.home.mkdir(parents=True, exist_ok=True)
+    return s.home

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Create or update the work pools that prefect.yaml deploys to (idempotent: rerun after editing a template).
 #
-#   svd-cpu  process pool: dataset builds (decoding, cut detection, scoring) on CPU machines
-#   svd-gpu  process pool: training and study sampling; start its workers on GPU machines only
+#   svd-cpu  dataset builds (decoding, cut detection, scoring) on CPU machines
+#   svd-gpu  training and study sampling; start its workers on GPU machines only, with
+#            `bash infra/start_worker.sh svd-gpu` (--limit 1: one training per machine)
 #
 # Usage (PREFECT_API_URL must point at the Prefect server, e.g. from `svd stack up`'s stack.env):
 #   PREFECT=.venv/bin/prefect bash infra/create_work_pools.sh
@@ -29,9 +30,17 @@ if ! "$PREFECT" config view 2>/dev/null | grep -q '^PREFECT_API_URL='; then
   exit 2
 fi
 
+# SVD_POOL_TYPE: process (default; the worker's venv), docker or kubernetes (the image of
+# infra/docker/Dockerfile; templates in work-pools/docker/ and work-pools/kubernetes/, which need the
+# prefect-docker / prefect-kubernetes packages on the worker).
+kind="${SVD_POOL_TYPE:-process}"
 for pool in svd-cpu svd-gpu; do
-  "$PREFECT" work-pool create "$pool" --type process \
-    --base-job-template "$here/work-pools/$pool.json" --overwrite
+  case "$kind" in
+    process) template="$here/work-pools/$pool.json" ;;
+    docker|kubernetes) template="$here/work-pools/$kind/$pool.json" ;;
+    *) echo "create_work_pools.sh: SVD_POOL_TYPE=$kind; use process, docker or kubernetes" >&2; exit 2 ;;
+  esac
+  "$PREFECT" work-pool create "$pool" --type "$kind" --base-job-template "$template" --overwrite
 done
 
 "$PREFECT" work-pool set-concurrency-limit svd-gpu "${SVD_GPU_SLOTS:-1}"

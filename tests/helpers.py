@@ -28,13 +28,19 @@ def _stack_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def svd_cli(*args: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 300):
-    """Run the real `svd` entry point in a subprocess (as a user would)."""
+def svd_cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    timeout: float = 300,
+    cwd: Path | None = None,
+):
+    """Run the real `svd` entry point in a subprocess (as a user would), from `cwd` (default: the repo)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SVD_", "MLFLOW_", "PREFECT_API"))}
     full_env.update(env or {})
     proc = subprocess.run(
         [sys.executable, "-m", "flows.cli.main", *args],
-        cwd=ROOT,
+        cwd=cwd or ROOT,
         env=full_env,
         capture_output=True,
         text=True,

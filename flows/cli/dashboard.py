@@ -37,6 +37,8 @@ def dashboard_command(
         return
     server = make_server(summary.index.parent, host, port)
     bound_host, bound_port = server.server_address[:2]
+    if isinstance(bound_host, bytes | bytearray):  # typeshed allows bytes; an AF_INET server gives str
+        bound_host = bound_host.decode()
     typer.echo(
         f"serving {summary.index.parent} at http://{bound_host}:{bound_port}/ (Ctrl-C to stop)", err=False
     )

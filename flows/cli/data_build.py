@@ -7,9 +7,6 @@ import json
 import typer
 from rich.console import Console
 
-from svd_core.config import load_config
-from svd_core.curation.config import DatasetBuildConfig
-
 console = Console(stderr=True)
 
 
@@ -23,6 +20,8 @@ def register(app: typer.Typer) -> None:
         """Raw videos -> LVD -> LVD-F (+ LVD-10M/-F) behind the GX gate; logged to MLflow. Extra
         arguments are dotted overrides, e.g. `source=data/raw subset.fraction=0.5`."""
         from flows import dataset_flow
+        from svd_core.config import load_config
+        from svd_core.curation.config import DatasetBuildConfig
 
         cfg = load_config(DatasetBuildConfig, config, ctx.args)
         if prefect:

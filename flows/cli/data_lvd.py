@@ -2,22 +2,25 @@
 
 `build-lvd` runs `svd_core.curation.lvd.build_lvd` in this process with a progress bar, or with `--flow`
 the Prefect flow (`flows.lvd_flow`) on the task runner the config names (threads, local Dask processes, or
-a Dask cluster). Both write the same `OUT/lvd.parquet`, `OUT/quarantine.parquet` and `OUT/shards/`.
+a Dask cluster), in batches of `run.batch_size` videos. Both write the same table, as Parquet parts
+`OUT/lvd_parts/` (+ `_manifest.json`; one merged `OUT/lvd.parquet` too while the table has at most
+`run.single_file_max_rows` rows), `OUT/quarantine.parquet` and `OUT/shards/`; every table command takes the
+file or the parts folder.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from svd_core.config import load_config
-from svd_core.curation.config import LvdConfig
-from svd_core.curation.lvd import LvdSummary, VideoResult, build_lvd
-from svd_core.video.sample import GROUND_TRUTH, write_sample_set
+if TYPE_CHECKING:  # the LVD build imports numpy, pyarrow and the scorers: loaded by the commands only
+    from svd_core.curation.config import LvdConfig
+    from svd_core.curation.lvd import LvdSummary, VideoResult
 
 console = Console(stderr=True)
 EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -37,6 +40,8 @@ def print_summary(summary: LvdSummary) -> None:
 
 
 def _build_with_progress(source: str, out: str, cfg: LvdConfig) -> LvdSummary:
+    from svd_core.curation.lvd import build_lvd
+
     columns = (
         TextColumn("[bold]LVD[/bold] {task.description}"),
         BarColumn(),
@@ -55,7 +60,7 @@ def _build_with_progress(source: str, out: str, cfg: LvdConfig) -> LvdSummary:
 
 
 def register(app: typer.Typer) -> None:
-    """Add `sample` and `build-lvd` to the given group (mounted under `svd data`)."""
+    """Add `sample`, `build-lvd` and `score` to the given group (mounted under `svd data`)."""
 
     @app.command("sample")
     def sample_cmd(
@@ -63,6 +68,8 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same videos)."),
     ) -> None:
         """Write the sample set: long videos with planted cuts, fades, flashes, pans, zooms, text, plus bad files."""
+        from svd_core.video.sample import GROUND_TRUTH, write_sample_set
+
         with console.status("rendering sample videos"):
             paths = write_sample_set(out, seed=seed)
         truth = json.loads((out / GROUND_TRUTH).read_text())
@@ -80,7 +87,9 @@ def register(app: typer.Typer) -> None:
             help="Folder, s3:// prefix, single video, or a .csv/.parquet manifest (column uri).",
         ),
         out: str = typer.Option(
-            ..., "--out", help="Output: OUT/lvd.parquet, OUT/quarantine.parquet, OUT/shards/."
+            ...,
+            "--out",
+            help="Output: OUT/lvd_parts/ (+ OUT/lvd.parquet when small), OUT/quarantine.parquet, OUT/shards/.",
         ),
         config: str = typer.Option(
             None, "--config", help="LVD config YAML (configs/data/lvd.yaml); default: built-in defaults."
@@ -97,5 +106,56 @@ def register(app: typer.Typer) -> None:
 
             summary = run_build_lvd(source, out, config, ctx.args)
         else:
+            from svd_core.config import load_config
+            from svd_core.curation.config import LvdConfig
+
             summary = _build_with_progress(source, out, load_config(LvdConfig, config, ctx.args))
         print_summary(summary)
+
+    @app.command("score", context_settings=EXTRA_ARGS, epilog=OVERRIDES_HELP)
+    def score_cmd(
+        ctx: typer.Context,
+        lvd: str = typer.Option(
+            ..., "--lvd", help="LVD table: a .parquet file or a parts folder (any scheme)."
+        ),
+        out: str = typer.Option(..., "--out", help="Folder for the scored table (parts + _manifest.json)."),
+        scorer: list[str] = typer.Option(
+            ...,
+            "--scorer",
+            help="Scorer to run (repeatable): flow, camera, craft, aesthetic, clip_score, caption.",
+        ),
+        config: str = typer.Option(
+            None,
+            "--config",
+            help="LVD config YAML (scoring frames, model weights); default: built-in defaults.",
+        ),
+    ) -> None:
+        """Run scorers over the clips already in the shards and join their columns by clip_id (no source
+        video is decoded, no clip re-encoded)."""
+        import flows.integrations.s3  # noqa: F401  (tables and shards may live on s3://)
+        from svd_core.config import load_config
+        from svd_core.curation.config import LvdConfig
+        from svd_core.curation.lvd import default_scorers
+        from svd_core.curation.score_stage import score_stored_clips
+        from svd_core.errors import InputError
+
+        cfg = load_config(LvdConfig, config, ctx.args)
+        available = {s.name: s for s in default_scorers(cfg)}
+        unknown = [name for name in scorer if name not in available]
+        if unknown:
+            raise InputError(
+                f"--scorer {unknown}: not available with this config (available: {sorted(available)}); learned "
+                "scorers need their weights set in the config's models section"
+            )
+        with console.status("scoring stored clips") as status:
+            summary = score_stored_clips(
+                lvd,
+                out,
+                [available[name] for name in scorer],
+                cfg.scoring,
+                progress=lambda done, total: status.update(f"scoring stored clips: {done}/{total}"),
+            )
+        typer.echo(
+            f"scored {summary.clips} clips with {', '.join(summary.scorer_versions)} "
+            f"({', '.join(summary.columns)}) in {summary.seconds:.1f} s\n  table: {summary.table_uri}"
+        )

@@ -7,9 +7,6 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from svd_core.config import validate_config
-from svd_core.tasks.multiview.config import OrbitRenderConfig
-
 console = Console(stderr=True)
 
 
@@ -34,6 +31,8 @@ def register(app: typer.Typer) -> None:
         Elevation is drawn per object uniformly in [--elevation-min, --elevation-max] (paper: [-5, 30]).
         Finished objects are kept, so an interrupted run continues where it stopped."""
         from flows import multiview_flow
+        from svd_core.config import validate_config
+        from svd_core.tasks.multiview.config import OrbitRenderConfig
 
         cfg = validate_config(
             OrbitRenderConfig,

@@ -17,9 +17,6 @@ from rich.console import Console
 from rich.table import Table
 
 from svd_core import storage as svd_io
-from svd_core.config import load_config
-from svd_core.curation.config import FilterConfig, SubsetConfig, ValidationConfig
-from svd_core.curation.publish import build_filtered, read_table
 from svd_core.errors import InputError, SvdError
 
 console = Console(stderr=True)
@@ -64,6 +61,8 @@ def _print_build(summary: dict[str, Any]) -> None:
 
 def _validation_fn(config: str | None, docs: str) -> Any:
     from flows.integrations.validation import make_validation_fn
+    from svd_core.config import load_config
+    from svd_core.curation.config import ValidationConfig
 
     return make_validation_fn(load_config(ValidationConfig, config), docs)
 
@@ -86,7 +85,9 @@ def register(app: typer.Typer) -> None:
     @app.command("filter", context_settings=EXTRA_ARGS, epilog=OVERRIDES_HELP)
     def filter_cmd(
         ctx: typer.Context,
-        lvd: str = typer.Option(..., "--lvd", help="LVD table (parquet; path, file:// or s3://)."),
+        lvd: str = typer.Option(
+            ..., "--lvd", help="LVD table: a .parquet file or a folder of parts (path, file:// or s3://)."
+        ),
         out: str = typer.Option(
             ..., "--out", help="Output folder: OUT/<name>/<version>/, OUT/<name>/CURRENT."
         ),
@@ -101,6 +102,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Filter LVD into LVD-F, validate it, and publish it (nothing is published if the gate fails)."""
         import flows.integrations.s3  # noqa: F401  (inputs and outputs may live on s3://)
+        from svd_core.config import load_config
+        from svd_core.curation.config import FilterConfig
+        from svd_core.curation.publish import build_filtered
 
         filter_cfg = load_config(FilterConfig, config, ctx.args)
         validate = _validation_fn(validation_config, _docs_uri(out, docs))
@@ -113,7 +117,9 @@ def register(app: typer.Typer) -> None:
     @app.command("subset", context_settings=EXTRA_ARGS, epilog=OVERRIDES_HELP)
     def subset_cmd(
         ctx: typer.Context,
-        lvd: str = typer.Option(..., "--lvd", help="LVD table (parquet; path, file:// or s3://)."),
+        lvd: str = typer.Option(
+            ..., "--lvd", help="LVD table: a .parquet file or a folder of parts (path, file:// or s3://)."
+        ),
         out: str = typer.Option(..., "--out", help="Output folder (as for `filter`)."),
         config: str = typer.Option(
             None, "--config", help="Subset config YAML (configs/data/subset.yaml); overrides apply to it."
@@ -125,6 +131,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Draw the seeded LVD-10M subset and filter it into LVD-10M-F; validate both, then publish."""
         import flows.integrations.s3  # noqa: F401
+        from svd_core.config import load_config
+        from svd_core.curation.config import FilterConfig, SubsetConfig
+        from svd_core.curation.publish import build_filtered
 
         subset_cfg = load_config(SubsetConfig, config, ctx.args)
         filter_cfg = load_config(FilterConfig, filter_config)
@@ -145,7 +154,11 @@ def register(app: typer.Typer) -> None:
     @app.command("validate", context_settings=EXTRA_ARGS, epilog=OVERRIDES_HELP)
     def validate_cmd(
         ctx: typer.Context,
-        table: str = typer.Option(..., "--table", help="Table to check (parquet; path, file:// or s3://)."),
+        table: str = typer.Option(
+            ...,
+            "--table",
+            help="Table to check: a .parquet file or a folder of parts (path, file://, s3://).",
+        ),
         funnel: str = typer.Option(
             None, "--funnel", help="Its <name>_funnel.json (checks the kept fraction)."
         ),
@@ -156,15 +169,15 @@ def register(app: typer.Typer) -> None:
         """Run the Great Expectations gate on a table; exit non-zero listing every failed expectation."""
         import flows.integrations.s3  # noqa: F401
         from flows.integrations.validation import validate_dataset
+        from svd_core.config import load_config
+        from svd_core.curation.config import ValidationConfig
 
         cfg = load_config(ValidationConfig, config, ctx.args)
         label = name or PurePosixPath(table.split("://", 1)[-1]).stem
         with _progress("validate") as step:
-            step(f"reading {table}")
-            frame = read_table(table)
-            step("running expectations")
+            step(f"running expectations over {table} (out of core)")
             report = validate_dataset(
-                frame, _read_funnel(funnel), cfg, svd_io.join_uri(out, "docs"), name=label
+                table, _read_funnel(funnel), cfg, svd_io.join_uri(out, "docs"), name=label
             )
         report_uri = svd_io.join_uri(out, f"{label}_validation.json")
         svd_io.write_bytes(report_uri, (json.dumps(report.to_dict(), indent=2, default=str) + "\n").encode())

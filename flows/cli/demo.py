@@ -9,9 +9,6 @@ import time
 import typer
 from rich.console import Console
 
-from flows.settings import load_settings
-from svd_core.config import load_config
-
 console = Console(stderr=True)
 
 
@@ -25,6 +22,8 @@ def register(app: typer.Typer) -> None:
         """Sample videos -> LVD -> LVD-F (GX gate) -> stages I, II, III -> registry -> synthetic-rater
         study -> promotion -> dashboard, with the tiny model on this machine. A rerun reuses finished work."""
         from flows.demo_flow import DemoConfig, run_demo
+        from flows.settings import load_settings
+        from svd_core.config import load_config
 
         cfg = load_config(DemoConfig, config, ctx.args)
         settings = load_settings()

@@ -8,9 +8,6 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from svd_core.config import load_config
-from svd_core.evaluation.config import AblationConfig
-
 console = Console(stderr=True)
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 
@@ -49,7 +46,9 @@ def register(app: typer.Typer) -> None:
         preference study and log the report (MLflow run tagged svd.kind=ablation). Extra arguments are
         dotted overrides of the spec, e.g. data=data/lvd/lvd.parquet evaluation.synthetic.enabled=false."""
         from flows import ablation_flow
+        from svd_core.config import load_config
         from svd_core.evaluation.ablation import plan_ablation
+        from svd_core.evaluation.config import AblationConfig
 
         spec = load_config(AblationConfig, spec_path, ctx.args)
         if prefect:

@@ -7,9 +7,6 @@ import json
 import typer
 from rich.console import Console
 
-from svd_core.config import load_config
-from svd_core.evaluation.config import EvaluateConfig
-
 console = Console(stderr=True)
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 DEFAULT = "configs/eval/evaluate.yaml"
@@ -27,6 +24,8 @@ def register(app: typer.Typer) -> None:
         """Sample each model on the eval set, design the study and (with synthetic.enabled=true) rate,
         analyse and log it. Without the synthetic rater, prints the design for `svd eval create-study`."""
         from flows import eval_flow
+        from svd_core.config import load_config
+        from svd_core.evaluation.config import EvaluateConfig
 
         cfg = load_config(EvaluateConfig, config, ctx.args)
         if prefect:
@@ -40,7 +39,12 @@ def register(app: typer.Typer) -> None:
                 "root (studies/<id>/design.json); create it for raters with `svd eval create-study`"
             )
             return
-        typer.echo(result.leaderboard.to_string(index=False))
+        if result.synthetic:
+            typer.echo(
+                f"SYNTHETIC votes (automatic rater {cfg.synthetic.proxy!r}, not humans): "
+                f"leaderboard of study {design.study_id}"
+            )
+        typer.echo(result.leaderboard.assign(synthetic=result.synthetic).to_string(index=False))
 
     @app.command("promote", context_settings=EXTRA)
     def promote_cmd(
@@ -53,13 +57,18 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Study challenger vs @champion; move `champion` (keeping `previous`) only if the rule holds."""
         from flows import eval_flow
-        from svd_core.evaluation.imports import load_votes
+        from flows.cli.eval_stats import print_rejected
+        from svd_core.config import load_config
+        from svd_core.evaluation.config import EvaluateConfig
+        from svd_core.evaluation.imports import check_rejected, load_votes
 
         cfg = load_config(EvaluateConfig, config, ctx.args)
         table = None
         if votes:
             loaded = load_votes(votes)
-            table = loaded.votes if hasattr(loaded, "votes") else loaded
+            print_rejected(loaded.rejected, votes, console)
+            check_rejected(loaded, votes, cfg.analysis.max_rejected_share)
+            table = loaded.votes
         with console.status("running the promotion study..."):
             outcome = eval_flow.run_promotion(challenger, cfg, table)
         outcome.pop("design", None)

@@ -2,68 +2,84 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from svd_core.config import load_config
 from svd_core.errors import InputError
-from svd_core.evaluation.analyze import analyze
-from svd_core.evaluation.config import AnalysisConfig, StudyConfig
-from svd_core.evaluation.evalsets import resolve_eval_set
-from svd_core.evaluation.imports import import_arena_csv, import_label_studio, load_votes, write_votes
-from svd_core.evaluation.report import write_report
-from svd_core.evaluation.study import design_study, render_gold_copy, samples_from_folder
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 console = Console()
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 MAX_REJECTS_SHOWN = 50
+MAX_REJECTED_SHARE = 0.05  # = svd_core.evaluation.imports.DEFAULT_MAX_REJECTED_SHARE (kept light to import)
 
 
-def _print_rejected(rejected, source: str) -> None:
+def print_rejected(rejected: pd.DataFrame, source: str, out: Console | None = None) -> None:
+    """List the rejected rows of `source` with their reasons (or say that none was rejected)."""
+    out = out or console
     if rejected.empty:
+        out.print(f"{source}: no row rejected")
         return
-    table = Table("row", "reason", title=f"rejected rows of {source}")
+    table = Table("row", "reason", title=f"{len(rejected)} rejected row(s) of {source}")
     for row in rejected.head(MAX_REJECTS_SHOWN).itertuples(index=False):
         table.add_row(str(row.row_number), row.reason)
-    console.print(table)
+    out.print(table)
     if len(rejected) > MAX_REJECTS_SHOWN:
-        console.print(f"... and {len(rejected) - MAX_REJECTS_SHOWN} more rejected rows")
+        out.print(f"... and {len(rejected) - MAX_REJECTS_SHOWN} more rejected rows")
 
 
 def import_votes_command(
     file: str = typer.Argument(
-        ..., help="Vote file to import (CSV or Label Studio JSON export), path or URI."
+        ..., help="Vote file to import (arena battles: CSV/JSON/JSONL/Parquet; Label Studio JSON export)."
     ),
     source_format: str = typer.Option(
-        ..., "--from", help="Format of FILE: csv (arena convention) or labelstudio."
+        ...,
+        "--from",
+        help="Format of FILE: arena (the arena battle export; csv is the same reader) or labelstudio.",
     ),
     out: str = typer.Option(..., "--out", help="Where to write the vote table (.parquet, or .csv)."),
     study_id: str = typer.Option("imported", help="study_id for rows that do not name one."),
+    question: str = typer.Option("overall", help="Question of arena rows without a `question` column."),
+    max_rejected_share: float = typer.Option(
+        MAX_REJECTED_SHARE, help="Fail (write nothing) when more than this share of rows is rejected."
+    ),
     strict: bool = typer.Option(False, help="Fail (write nothing) if any row is rejected."),
 ) -> None:
-    """Import votes into the platform's vote table; bad rows are listed with their reasons and skipped."""
-    if source_format == "csv":
-        result = import_arena_csv(file, study_id)
+    """Import votes into the platform's vote table; bad rows are listed with their reasons and skipped
+    (the import fails, writing nothing, when more than --max-rejected-share of the rows are rejected)."""
+    from svd_core.evaluation.imports import check_rejected, import_arena, import_label_studio, write_votes
+
+    if source_format in ("csv", "arena"):
+        result = import_arena(file, study_id, question=question)
     elif source_format == "labelstudio":
         result = import_label_studio(file, study_id)
     else:
-        raise InputError(f"--from {source_format!r} is not supported; use csv or labelstudio")
-    _print_rejected(result.rejected, file)
+        raise InputError(f"--from {source_format!r} is not supported; use arena, csv or labelstudio")
+    print_rejected(result.rejected, file)
     if result.votes.empty:
         raise InputError(f"no valid vote in {file} ({len(result.rejected)} row(s) rejected); nothing written")
     if strict and not result.rejected.empty:
         raise InputError(
             f"{len(result.rejected)} row(s) of {file} rejected and --strict is set; nothing written"
         )
+    check_rejected(result, file, 0.0 if strict else max_rejected_share)
     write_votes(result.votes, out)
     console.print(f"{result.summary()}; wrote {out}")
 
 
 def analyze_command(
     ctx: typer.Context,
-    votes: str = typer.Option(..., "--votes", help="Vote table: .parquet or arena-style .csv (path or URI)."),
+    votes: str = typer.Option(
+        ...,
+        "--votes",
+        help="Vote table: .parquet/.csv, or an arena battle export (.json/.jsonl), path or URI.",
+    ),
     out: str = typer.Option(
         ..., "--out", help="Report folder (leaderboard.csv, pairwise.csv, plots, summary)."
     ),
@@ -75,9 +91,16 @@ def analyze_command(
 
     Extra arguments are dotted config overrides, e.g. bootstrap_rounds=200 allow_synthetic_mix=true.
     """
+    from svd_core.config import load_config
+    from svd_core.evaluation.analyze import analyze
+    from svd_core.evaluation.config import AnalysisConfig
+    from svd_core.evaluation.imports import check_rejected, load_votes
+    from svd_core.evaluation.report import write_report
+
     cfg = load_config(AnalysisConfig, config, ctx.args)
     loaded = load_votes(votes)
-    _print_rejected(loaded.rejected, votes)
+    print_rejected(loaded.rejected, votes)
+    check_rejected(loaded, votes, cfg.max_rejected_share)
     with console.status(f"analysing {len(loaded.votes)} votes ({cfg.bootstrap_rounds} bootstrap rounds)..."):
         result = analyze(loaded.votes, cfg)
         files = write_report(result, out)
@@ -104,6 +127,11 @@ def design_study_command(
 
     Extra arguments are dotted config overrides, e.g. raters_per_pair=5 gold_rate=0.15.
     """
+    from svd_core.config import load_config
+    from svd_core.evaluation.config import StudyConfig
+    from svd_core.evaluation.evalsets import resolve_eval_set
+    from svd_core.evaluation.study import design_study, render_gold_copy, samples_from_folder
+
     cfg = load_config(StudyConfig, config, ctx.args)
     eval_set = resolve_eval_set(cfg.eval_set, cfg.task)
     design = design_study(eval_set, samples_from_folder(samples), cfg)

@@ -7,8 +7,6 @@ import json
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from svd_core.tasks.interpolation.config import InterpolateConfig
-
 
 def register(app: typer.Typer) -> None:
     @app.command("interpolate")
@@ -28,6 +26,7 @@ def register(app: typer.Typer) -> None:
         """Generate the frames between every pair of consecutive frames (an N-frame video becomes
         4(N-1)+1 frames at 4x the rate); the original frames are kept unchanged at every 4th position."""
         from flows import interpolation_flow
+        from svd_core.tasks.interpolation.config import InterpolateConfig
 
         cfg = InterpolateConfig(num_inference_steps=steps, seed=seed, batch_size=batch_size, device=device)
         columns = (TextColumn("interpolating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

@@ -36,8 +36,19 @@ from flows.cli import (
     train_lora,
     train_multiview,
 )
-from flows.settings import activate, load_settings
 from svd_core.errors import SvdError
+
+# `svd --help` imports only typer, rich and the command modules, which keep their heavy imports (torch,
+# mlflow, prefect, pandas, the pydantic configs) inside the command bodies [tests/flows/cli/test_cli.py].
+CREATE_NOTHING = {
+    ("config", "show"),
+    ("config", "schema"),
+    ("config", "validate"),
+    ("stack", "status"),
+    ("stack", "down"),
+}
+"""Commands that resolve settings but never create the project folder."""
+HELP = {"--help", "-h"}
 
 console = Console(stderr=True)
 app = typer.Typer(
@@ -47,16 +58,21 @@ app = typer.Typer(
     add_completion=False,
 )
 stack_app = typer.Typer(
-    help="Local stack on loopback: S3 (moto), MLflow server, Prefect server.", no_args_is_help=True
+    help="Local stack on loopback: S3 (moto, persistent), MLflow server, Prefect server.",
+    no_args_is_help=True,
 )
-config_app = typer.Typer(help="Show settings and validate stage configs.", no_args_is_help=True)
+config_app = typer.Typer(
+    help="Show settings, validate stage configs and print their schemas.", no_args_is_help=True
+)
 data_app = typer.Typer(
     help="Dataset builds: sample videos, LVD, filters, subsets, validation.", no_args_is_help=True
 )
 train_app = typer.Typer(
     help="Training stages I (image), II (video), III (finetune) and downstream models.", no_args_is_help=True
 )
-models_app = typer.Typer(help="Registered models: export pipelines.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="Registered models: export pipelines, set the candidate alias.", no_args_is_help=True
+)
 eval_app = typer.Typer(
     help="Evaluation: samples, preference studies, analysis, promotion.", no_args_is_help=True
 )
@@ -90,12 +106,24 @@ for _group, _registers in COMMANDS.values():
         _register(_group)
 
 
+def _activate(args: list[str]) -> None:
+    """Export the resolved settings to MLflow/Prefect/boto3; writing commands get the project folder."""
+    from flows.settings import activate, ensure_home, load_settings
+
+    settings = load_settings()
+    activate(settings)
+    if tuple(args[:2]) not in CREATE_NOTHING:
+        ensure_home(settings)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the app and turns SvdError into a one-line message and exit code 2."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = sys.argv[1:] if argv is None else argv
     try:
-        activate(load_settings())
-        app(args=argv, prog_name="svd", standalone_mode=True)
+        if args and not HELP.intersection(args):  # --help needs no settings and creates nothing
+            _activate(args)
+        app(args=args, prog_name="svd", standalone_mode=True)
     except SvdError as exc:
         message = str(exc).strip()
         first, _, rest = message.partition("\n")

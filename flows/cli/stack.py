@@ -9,8 +9,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from flows.settings import load_settings
-
 console = Console(stderr=True)
 
 
@@ -37,6 +35,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Start the local stack (what is not running yet) and write its URLs to .svd/stack.env."""
         from flows.integrations import stack
+        from flows.settings import load_settings
 
         _port_env(s3_port, mlflow_port, prefect_port)
         if mlflow_db:
@@ -54,6 +53,7 @@ def register(app: typer.Typer) -> None:
     def stack_down() -> None:
         """Stop exactly the processes `svd stack up` started."""
         from flows.integrations import stack
+        from flows.settings import load_settings
 
         stopped = stack.down(load_settings())
         typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
@@ -62,6 +62,7 @@ def register(app: typer.Typer) -> None:
     def stack_status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
         """Report each stack service: running, stopped, unhealthy or stale."""
         from flows.integrations import stack
+        from flows.settings import load_settings
 
         rows = stack.status(load_settings())
         if as_json:

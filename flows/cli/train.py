@@ -9,9 +9,6 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from svd_core.config import load_config
-from svd_core.tasks.stages.config import TrainStageConfig
-
 console = Console(stderr=True)
 DEFAULT_CONFIGS = {s: f"configs/train/{s}.yaml" for s in ("image", "video", "finetune")}
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -31,6 +28,8 @@ def _stage_command(app: typer.Typer, stage: str, summary: str) -> None:
         prefect: bool = typer.Option(False, "--prefect", help="Run as the Prefect flow `train_stage`."),
     ) -> None:
         from flows import train_flow
+        from svd_core.config import load_config
+        from svd_core.tasks.stages.config import TrainStageConfig
 
         cfg = load_config(TrainStageConfig, config, ctx.args)
         if cfg.stage != stage:
@@ -64,6 +63,8 @@ def register(app: typer.Typer) -> None:
         """Stages I -> II -> III, each starting from the previous stage's registered version. Extra
         arguments are dotted overrides applied to every stage (e.g. trainer.zero_stage=3)."""
         from flows import train_flow
+        from svd_core.config import load_config
+        from svd_core.tasks.stages.config import TrainStageConfig
 
         paths = {"image": image_config, "video": video_config, "finetune": finetune_config}
         configs = {stage: load_config(TrainStageConfig, path, ctx.args) for stage, path in paths.items()}
@@ -92,3 +93,23 @@ def register_models(app: typer.Typer) -> None:
             )
         shutil.copytree(folder, dest, dirs_exist_ok=True)
         typer.echo(str(dest))
+
+    @app.command("alias")
+    def alias_command(
+        model_uri: str = typer.Argument(..., help="The version to point at: models:/NAME/N (or @ALIAS)."),
+        alias: str = typer.Argument(
+            "candidate", help="Alias to set; `candidate` is what the weekly study challenges @champion with."
+        ),
+    ) -> None:
+        """Point an alias at a version: `svd models alias models:/svd/7 candidate` makes it the challenger.
+
+        champion and previous move only with evidence, through `svd eval promote` and `svd eval rollback`."""
+        from flows.integrations import registry
+        from svd_core.errors import InputError
+
+        if alias in (registry.CHAMPION, registry.PREVIOUS):
+            raise InputError(
+                f"alias {alias!r} moves only with evidence: use `svd eval promote` or `svd eval rollback`"
+            )
+        model = registry.set_alias(model_uri, alias)
+        typer.echo(f"models:/{model.name}@{alias} -> version {model.version}")

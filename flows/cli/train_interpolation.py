@@ -5,9 +5,6 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from svd_core.config import load_config
-from svd_core.tasks.interpolation.config import InterpolationConfig
-
 console = Console(stderr=True)
 DEFAULT_CONFIG = "configs/train/interpolation.yaml"
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -34,6 +31,8 @@ def register(app: typer.Typer) -> None:
         """Frame interpolation (paper 4.5): 5-frame windows, first and last given, 3 predicted (4x fps).
         Extra arguments are dotted overrides (e.g. trainer.lr=1e-4 height=320). Prints the registered URI."""
         from flows import interpolation_flow
+        from svd_core.config import load_config
+        from svd_core.tasks.interpolation.config import InterpolationConfig
 
         cfg = load_config(InterpolationConfig, config, ctx.args)
         with console.status(f"training interpolation ({cfg.trainer.ranks} ranks)..."):

@@ -6,9 +6,6 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from svd_core.config import load_config
-from svd_core.tasks.lora.config import CAMERA_MOTION_CLASSES, LoraTrainConfig
-
 console = Console(stderr=True)
 DEFAULT_CONFIG = "configs/train/lora.yaml"
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -22,7 +19,7 @@ def register(app: typer.Typer) -> None:
             ..., "--base", help="Registered image-to-video base, models:/NAME/N or models:/NAME@ALIAS."
         ),
         motion: str = typer.Option(
-            ..., "--motion", help=f"Camera-motion class: {' | '.join(CAMERA_MOTION_CLASSES)}."
+            ..., "--motion", help="Camera-motion class: static | horizontal | vertical | zoom_in | zoom_out."
         ),
         data: str = typer.Option(None, "--data", help="LVD-F table with camera_motion labels (path, s3://)."),
         config: str = typer.Option(DEFAULT_CONFIG, "--config", help="LoRA config YAML."),
@@ -34,6 +31,8 @@ def register(app: typer.Typer) -> None:
         motion class and register it as `svd-lora-<class>`, linked to the base version. Extra arguments are
         dotted overrides (e.g. lora.rank=8 trainer.lr=5e-5)."""
         from flows import lora_flow
+        from svd_core.config import load_config
+        from svd_core.tasks.lora.config import LoraTrainConfig
 
         cfg = load_config(LoraTrainConfig, config, ctx.args)
         if prefect:

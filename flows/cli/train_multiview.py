@@ -7,9 +7,6 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from svd_core.config import load_config
-from svd_core.tasks.multiview.config import MultiViewConfig
-
 console = Console(stderr=True)
 DEFAULT_CONFIG = "configs/train/multiview.yaml"
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -35,6 +32,8 @@ def register(app: typer.Typer) -> None:
         registered as svd-mv with the base as parent, then PSNR/SSIM (LPIPS, CLIP-S where weights are
         configured) on held-out objects. Extra arguments are dotted overrides (e.g. trainer.lr=1e-5)."""
         from flows import multiview_flow
+        from svd_core.config import load_config
+        from svd_core.tasks.multiview.config import MultiViewConfig
         from svd_core.tasks.multiview.evaluate import results_table
 
         cfg = load_config(MultiViewConfig, config, ctx.args)

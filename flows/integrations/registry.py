@@ -23,7 +23,8 @@ from svd_core.errors import InputError
 
 MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
 PIPELINE_ARTIFACT = "pipeline"
-CHAMPION, PREVIOUS = "champion", "previous"
+CHAMPION, PREVIOUS, CANDIDATE = "champion", "previous", "candidate"
+"""Aliases: the serving model, the one before it (rollback), and the next challenger (weekly study)."""
 
 
 @dataclass(frozen=True)
@@ -97,9 +98,9 @@ def download_pipeline(uri: str, dest: Path | None = None) -> Path:
     if not (cached / "MLmodel").is_file():
         cached.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=cached.parent, prefix=".download-") as tmp:
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model.uri, dst_path=tmp))
+            fetched = Path(mlflow.artifacts.download_artifacts(artifact_uri=model.uri, dst_path=tmp))
             with contextlib.suppress(OSError):  # another process finished first: keep its copy
-                os.replace(local, cached)
+                os.replace(fetched, cached)
     return pipeline_folder(cached, uri)
 
 
@@ -157,6 +158,13 @@ def promote(name: str, version: str, evidence: dict[str, str]) -> str | None:
     for key, value in evidence.items():
         client.set_model_version_tag(name, version, f"svd.promotion.{key}", value)
     return old
+
+
+def set_alias(uri: str, alias: str) -> ResolvedModel:
+    """Point `alias` of the model at the version `uri` names (`models:/NAME/N` or another alias)."""
+    model = resolve(uri)
+    MlflowClient().set_registered_model_alias(model.name, alias, model.version)
+    return model
 
 
 def rollback(name: str) -> str:

@@ -3,49 +3,38 @@
 Importing this module registers the S3 backend with `svd_core.storage`, so library code that reads and
 writes through `svd_core.storage.store_for(uri)` works on S3 without importing boto3 itself.
 
-- Retries: botocore's standard retry mode plus our own bounded retry around each call for transient
-  errors (throttling, 5xx, connection resets).
-- Atomic publish: uploads go to a temporary key under the same prefix and are copied to the final key
-  only once complete, then the temporary key is removed; a reader never sees a partial object and an
-  interrupted upload leaves nothing under the final key.
-- Credentials come from the environment or AWS profiles (boto3's chain) and are never logged.
+One layer over boto3, which already does what a storage layer needs:
+- Retries: botocore's standard retry mode (throttling, 5xx, connection errors, with backoff); nothing
+  retries on top of it.
+- Atomic writes: a PUT is atomic in S3 and a multipart upload becomes visible only when completed (boto3
+  aborts it on failure), so a reader never sees a partial object. Large files go up in parts
+  (`TransferConfig`: 64 MB parts above 64 MB, several in parallel).
+- Races: `create` writes only when the key does not exist yet (a conditional PUT, `If-None-Match: *`).
+- Endpoint and credentials: `SVD_S3_ENDPOINT_URL`/`AWS_ENDPOINT_URL_S3`, else boto3's own chain
+  (environment, AWS profiles, `~/.aws/config`); credentials are never logged.
 """
 
 from __future__ import annotations
 
 import functools
-import io
-import logging
-import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import boto3
+from boto3.exceptions import S3TransferFailedError, S3UploadFailedError
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from svd_core import storage as svd_io
 from svd_core.errors import StorageError
 
-log = logging.getLogger("svd.storage")
 T = TypeVar("T")
-
-TRANSIENT_CODES = {
-    "Throttling",
-    "ThrottlingException",
-    "SlowDown",
-    "RequestTimeout",
-    "InternalError",
-    "ServiceUnavailable",
-    "503",
-    "500",
-    "502",
-    "504",
-}
-TEMP_PREFIX = "_svdtmp"
+MB = 1024 * 1024
+TRANSFER = TransferConfig(multipart_threshold=64 * MB, multipart_chunksize=64 * MB, max_concurrency=4)
+"""Multipart above 64 MB (video shards, checkpoints), four parts in flight."""
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -58,14 +47,12 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 class S3Store:
     """`s3://bucket/key` backend (AWS, MinIO, or the local stack's moto server by endpoint URL)."""
 
-    def __init__(self, endpoint_url: str | None = None, attempts: int = 4, backoff_s: float = 0.2):
+    def __init__(self, endpoint_url: str | None = None, attempts: int = 5):
         from flows.settings import load_settings
 
         self.endpoint_url = (
             endpoint_url if endpoint_url is not None else (load_settings().s3_endpoint_url or None)
         )
-        self.attempts = attempts
-        self.backoff_s = backoff_s
         self.client = boto3.client(
             "s3",
             endpoint_url=self.endpoint_url,
@@ -74,31 +61,25 @@ class S3Store:
             ),
         )
 
-    # --- error handling -------------------------------------------------------------------------
     def _call(self, what: str, uri: str, fn: Callable[[], T]) -> T:
-        for attempt in range(1, self.attempts + 1):
-            try:
-                return fn()
-            except ClientError as exc:
-                code = str(exc.response.get("Error", {}).get("Code", ""))
-                if code in TRANSIENT_CODES and attempt < self.attempts:
-                    time.sleep(self.backoff_s * 2 ** (attempt - 1))
-                    continue
-                raise self._explain(what, uri, code, exc) from None
-            except NoCredentialsError:
-                raise StorageError(
-                    f"{what} {uri}: no AWS credentials; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
-                    " (after `svd stack up` they come from .svd/stack.env)"
-                ) from None
-            except (EndpointConnectionError, BotoCoreError) as exc:
-                if attempt < self.attempts:
-                    time.sleep(self.backoff_s * 2 ** (attempt - 1))
-                    continue
-                raise StorageError(
-                    f"{what} {uri}: cannot reach S3 at {self.endpoint_url or 'AWS'} ({exc.__class__.__name__}); "
-                    "start the local stack with `svd stack up` or fix SVD_S3_ENDPOINT_URL"
-                ) from None
-        raise AssertionError("unreachable")
+        """Run one boto3 call (botocore retried it already) and turn its failure into a StorageError."""
+        try:
+            return fn()
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            raise self._explain(what, uri, code, exc) from None
+        except NoCredentialsError:
+            raise StorageError(
+                f"{what} {uri}: no AWS credentials; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
+                " (after `svd stack up` they come from .svd/stack.env)"
+            ) from None
+        except (S3UploadFailedError, S3TransferFailedError) as exc:  # a multipart upload, aborted by boto3
+            raise StorageError(f"{what} {uri}: transfer failed ({exc}); nothing was written") from None
+        except BotoCoreError as exc:
+            raise StorageError(
+                f"{what} {uri}: cannot reach S3 at {self.endpoint_url or 'AWS'} ({exc.__class__.__name__}); "
+                "start the local stack with `svd stack up` or fix SVD_S3_ENDPOINT_URL / AWS_ENDPOINT_URL_S3"
+            ) from None
 
     def _explain(self, what: str, uri: str, code: str, exc: ClientError) -> StorageError:
         bucket = urlparse(uri).netloc
@@ -106,11 +87,20 @@ class S3Store:
             return StorageError(f"{what} {uri}: bucket {bucket!r} does not exist; create it or fix the URI")
         if code in ("NoSuchKey", "404", "NotFound"):
             return StorageError(f"{what} {uri}: no such object")
+        if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            return StorageError(f"{what} {uri}: the object already exists (another writer was first)")
         if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
             return StorageError(
                 f"{what} {uri}: access denied ({code}); check the credentials for bucket {bucket!r}"
             )
         return StorageError(f"{what} {uri}: S3 error {code or exc.__class__.__name__}")
+
+    @staticmethod
+    def _object_key(uri: str) -> tuple[str, str]:
+        bucket, key = split_s3_uri(uri)
+        if not key or key.endswith("/"):
+            raise StorageError(f"write {uri}: the URI names a prefix, not an object key")
+        return bucket, key
 
     # --- ObjectStore --------------------------------------------------------------------------------
     def read_bytes(self, uri: str) -> bytes:
@@ -118,40 +108,33 @@ class S3Store:
         return self._call("read", uri, lambda: self.client.get_object(Bucket=bucket, Key=key)["Body"].read())
 
     def write_bytes(self, uri: str, data: bytes) -> None:
-        self._atomic_upload(
-            uri, lambda bucket, key: self.client.upload_fileobj(io.BytesIO(data), bucket, key)
-        )
+        bucket, key = self._object_key(uri)
+        self._call("write", uri, lambda: self.client.put_object(Bucket=bucket, Key=key, Body=data))
+
+    def create(self, uri: str, data: bytes) -> None:
+        """Write `uri` only if no object is there yet; StorageError when another writer was first."""
+        bucket, key = self._object_key(uri)
+        put = functools.partial(self.client.put_object, Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+        self._call("create", uri, put)
 
     def put_file(self, local_file: str | Path, uri: str) -> None:
         src = Path(local_file)
         if not src.is_file():
             raise StorageError(f"cannot upload {src}: no such file")
-        self._atomic_upload(uri, lambda bucket, key: self.client.upload_file(str(src), bucket, key))
+        bucket, key = self._object_key(uri)
+        self._call("write", uri, lambda: self.client.upload_file(str(src), bucket, key, Config=TRANSFER))
 
     def put_fileobj(self, fileobj: Any, uri: str) -> None:
-        self._atomic_upload(uri, lambda bucket, key: self.client.upload_fileobj(fileobj, bucket, key))
-
-    def _atomic_upload(self, uri: str, upload: Callable[[str, str], None]) -> None:
-        bucket, key = split_s3_uri(uri)
-        if not key or key.endswith("/"):
-            raise StorageError(f"write {uri}: the URI names a prefix, not an object key")
-        parent = key.rsplit("/", 1)[0] + "/" if "/" in key else ""
-        tmp_key = f"{parent}{TEMP_PREFIX}/{uuid.uuid4().hex}"
-        try:
-            self._call("write", uri, lambda: upload(bucket, tmp_key))
-            source = {"Bucket": bucket, "Key": tmp_key}
-            self._call("write", uri, lambda: self.client.copy(source, bucket, key))
-        finally:
-            try:
-                self.client.delete_object(Bucket=bucket, Key=tmp_key)
-            except (ClientError, BotoCoreError):  # best effort: temp keys are ignored by list()
-                log.warning("could not remove temporary object s3://%s/%s", bucket, tmp_key)
+        bucket, key = self._object_key(uri)
+        self._call("write", uri, lambda: self.client.upload_fileobj(fileobj, bucket, key, Config=TRANSFER))
 
     def get_file(self, uri: str, dest: str | Path) -> Path:
         bucket, key = split_s3_uri(uri)
         dest = Path(dest)
         with svd_io.atomic_local_write(dest) as tmp:
-            self._call("download", uri, lambda: self.client.download_file(bucket, key, str(tmp)))
+            self._call(
+                "download", uri, lambda: self.client.download_file(bucket, key, str(tmp), Config=TRANSFER)
+            )
         return dest
 
     def exists(self, uri: str) -> bool:
@@ -164,16 +147,24 @@ class S3Store:
                 return bool(self.list(uri.rstrip("/") + "/"))
             raise
 
+    def stat(self, uri: str) -> dict[str, Any] | None:
+        """Size and ETag of the object (one HEAD, no download), or None when there is none; the LVD build
+        recognises a finished source by them (svd_core.curation.resume)."""
+        bucket, key = split_s3_uri(uri)
+        try:
+            head = self._call("stat", uri, lambda: self.client.head_object(Bucket=bucket, Key=key))
+        except StorageError as exc:
+            if "no such object" in str(exc):
+                return None
+            raise
+        return {"size": int(head["ContentLength"]), "etag": str(head.get("ETag", "")).strip('"')}
+
     def list(self, prefix_uri: str) -> list[str]:
         bucket, prefix = split_s3_uri(prefix_uri)
 
         def _list() -> list[str]:
-            out = []
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-                for obj in page.get("Contents", []):
-                    if f"/{TEMP_PREFIX}/" not in f"/{obj['Key']}":
-                        out.append(f"s3://{bucket}/{obj['Key']}")
-            return out
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            return [f"s3://{bucket}/{obj['Key']}" for page in pages for obj in page.get("Contents", [])]
 
         return sorted(self._call("list", prefix_uri, _list))
 

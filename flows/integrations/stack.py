@@ -3,6 +3,12 @@
 `up` starts what is not running, waits for each health check, creates the buckets and writes the URLs to
 `<home>/stack.env`, which every later `svd` command reads. `down` stops exactly the processes `up`
 started (one process group per service, recorded in pid files) and checks that nothing is left.
+
+Everything persists under `<home>/stack/` across `down`/`up`: the MLflow and Prefect databases, and the
+S3 data. moto keeps objects in memory, so the stack runs it through `serve_s3` below, which loads the
+buckets from `<home>/stack/s3-state.pickle` at start and saves them there when `down` stops it (moto's
+objects are picklable; the state file is the stack's own, never shared). A crash of the S3 process loses
+what was written since the last `up`; MinIO or a real bucket is the choice for data that must not.
 """
 
 from __future__ import annotations
@@ -43,8 +49,9 @@ class Service:
     command: list[str]
     health_url: str
     env: dict[str, str] = field(default_factory=dict)
-    startup_timeout_s: float = 90.0
+    startup_timeout_s: float = 180.0  # MLflow and Prefect import for a minute on a loaded 2-core machine
     port_setting: str = ""
+    stop_timeout_s: float = 15.0
 
     @property
     def url(self) -> str:
@@ -71,6 +78,11 @@ def stack_dir(s: Settings) -> Path:
     return s.home / "stack"
 
 
+def s3_state_file(s: Settings) -> Path:
+    """Where the stack's S3 server keeps its buckets between `down` and `up`."""
+    return stack_dir(s) / "s3-state.pickle"
+
+
 def plan_services(s: Settings) -> list[Service]:
     """The three services with their commands, derived from settings (ports, database URLs)."""
     host, state = s.stack_host, stack_dir(s)
@@ -89,9 +101,20 @@ def plan_services(s: Settings) -> list[Service]:
         Service(
             "s3",
             s.stack_s3_port,
-            [sys.executable, "-m", "moto.server", "-H", host, "-p", str(s.stack_s3_port)],
+            [
+                sys.executable,
+                "-m",
+                "flows.integrations.stack",
+                "--host",
+                host,
+                "--port",
+                str(s.stack_s3_port),
+                "--state",
+                str(s3_state_file(s)),
+            ],
             f"{s3_url}/moto-api/",
             port_setting="SVD_STACK_S3_PORT",
+            stop_timeout_s=300.0,  # saving the S3 state on SIGTERM takes as long as the data is large
         ),
         Service(
             "mlflow",
@@ -329,6 +352,54 @@ def _group_members(pgid: int) -> list[psutil.Process]:
 
 def down(s: Settings) -> list[str]:
     """Stop the stack's services (in reverse start order); return the names that were running."""
-    stopped = [svc.name for svc in reversed(plan_services(s)) if _stop(s, svc.name)]
+    stopped = [
+        svc.name for svc in reversed(plan_services(s)) if _stop(s, svc.name, timeout_s=svc.stop_timeout_s)
+    ]
     (s.home / STACK_ENV_NAME).unlink(missing_ok=True)
     return stopped
+
+
+# --- the stack's S3 server: moto with its buckets saved across restarts --------------------------------
+def serve_s3(host: str, port: int, state: Path) -> None:
+    """Run moto's S3 server on host:port until SIGTERM/SIGINT; load the buckets from `state` at start and
+    save them there (atomically) at stop. moto offers no persistence of its own; its objects pickle."""
+    import pickle
+    import threading
+
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+    from moto.server import ThreadedMotoServer
+
+    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    if state.is_file():
+        try:
+            backend.buckets.update(pickle.loads(state.read_bytes()))
+        except Exception as exc:  # a moto upgrade can change its classes
+            raise StackError(
+                f"cannot load the stack's S3 state {state} ({exc.__class__.__name__}: {exc}); "
+                "reinstall the moto version of requirements/lock.txt, or move the file away to start empty"
+            ) from None
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server.start()
+    print(f"S3 (moto) on http://{host}:{port}, state {state}: {len(backend.buckets)} buckets", flush=True)
+    while not stop.wait(1.0):  # a timed wait lets the signal handler run promptly
+        pass
+    server.stop()
+    tmp = state.with_name(f".{state.name}.tmp")
+    tmp.write_bytes(pickle.dumps(dict(backend.buckets), protocol=pickle.HIGHEST_PROTOCOL))
+    os.replace(tmp, state)
+    print(f"saved {len(backend.buckets)} buckets to {state}", flush=True)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="The local stack's S3 server (moto, state kept on disk).")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--state", type=Path, required=True)
+    cli = parser.parse_args()
+    serve_s3(cli.host, cli.port, cli.state)

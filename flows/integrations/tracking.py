@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -21,7 +20,7 @@ import mlflow
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from flows.settings import Settings, activate, load_settings
+from flows.settings import Settings, activate, ensure_home, load_settings
 from svd_core.config import StageConfig
 from svd_core.storage import join_uri
 
@@ -32,6 +31,8 @@ def configure(s: Settings | None = None) -> Settings:
     """Point MLflow at the configured tracking/registry URIs (embedded SQLite by default)."""
     s = s or load_settings()
     activate(s)
+    if s.embedded_tracking:  # the SQLite store's folder; a server or MLFLOW_TRACKING_URI needs none
+        ensure_home(s)
     mlflow.set_tracking_uri(s.resolved_tracking_uri)
     mlflow.set_registry_uri(s.resolved_registry_uri)
     return s
@@ -53,23 +54,37 @@ def experiment_id(name: str, s: Settings | None = None) -> str:
     return client.create_experiment(name, artifact_location=location)
 
 
+GIT_COMMIT_TAG = "mlflow.source.git.commit"
+"""MLflow's own tag for the code version of a run (shown in its UI)."""
+
+
 def git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    """The commit of the checkout the platform runs from (MLflow's git helper, not the entry script's)."""
+    from mlflow.utils.git_utils import get_git_commit
+
+    return get_git_commit(str(Path(__file__).resolve().parent)) or "unknown"
 
 
 @contextlib.contextmanager
-def run(experiment: str, run_name: str, tags: Mapping[str, str] | None = None) -> Iterator[Run]:
-    """Start (or resume, inside a parent) an MLflow run with the platform's standard tags."""
+def run(
+    experiment: str, run_name: str, tags: Mapping[str, str] | None = None, system_metrics: bool = False
+) -> Iterator[Run]:
+    """Start (or resume, inside a parent) an MLflow run with the platform's standard tags.
+
+    MLflow derives `mlflow.source.git.commit` from the entry script, which is the venv's `svd` or a Prefect
+    worker; the tag is set from the platform's own checkout instead. `system_metrics` turns on MLflow's
+    system metrics (CPU, memory, GPU utilisation and memory where pynvml finds a GPU).
+    """
     exp = experiment_id(experiment)
-    base_tags = {"svd.git_commit": git_commit(), **(tags or {})}
+    base_tags = {GIT_COMMIT_TAG: git_commit(), **(tags or {})}
     nested = mlflow.active_run() is not None
-    with mlflow.start_run(experiment_id=exp, run_name=run_name, tags=base_tags, nested=nested) as active:
+    with mlflow.start_run(
+        experiment_id=exp,
+        run_name=run_name,
+        tags=base_tags,
+        nested=nested,
+        log_system_metrics=system_metrics or None,  # None: MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING decides
+    ) as active:
         yield active
 
 
@@ -114,16 +129,24 @@ class MetricsTail:
     """Stream a trainer's `metrics.jsonl` (one JSON object per line with a `step`) into the active run.
 
     Runs in a thread while training processes write the file, so curves appear live in the MLflow UI.
+    Reading is svd_core's `MetricsTail` (the launcher's): it follows the file's rewrite on resume and
+    delivers each step once. Rows a crashed attempt wrote after its last checkpoint are dropped before the
+    first read, so the run logs exactly the resumed run's history (one value per step).
     """
 
     def __init__(self, path: Path, run_id: str, poll_s: float = 1.0):
         self.path, self.run_id, self.poll_s = path, run_id, poll_s
+        from svd_core.training.metrics import MetricsTail as RowTail  # torch: imported only when training
+
         self._stop = threading.Event()
-        self._offset = 0
+        self._tail = RowTail(path)
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self.logged = 0
 
     def __enter__(self) -> MetricsTail:
+        from svd_core.training.checkpoint import discard_unresumable_metrics
+
+        discard_unresumable_metrics(self.path.parent)
         self._thread.start()
         return self
 
@@ -137,18 +160,11 @@ class MetricsTail:
             self._drain()
 
     def _drain(self) -> None:
-        if not self.path.is_file():
+        rows = self._tail.new_rows()
+        if not rows:
             return
-        with self.path.open() as fh:
-            fh.seek(self._offset)
-            lines = fh.read()
-        complete, _, _ = lines.rpartition("\n")
-        if not complete:
-            return
-        self._offset += len(complete) + 1
         client = MlflowClient()
-        for line in complete.splitlines():
-            record = json.loads(line)
+        for record in rows:
             step = int(record.pop("step", 0))
             metrics = {
                 k: float(v)

@@ -150,6 +150,11 @@ class CameraMotionScorer:
         tx, ty, zoom, rotation, inliers = np.median(rates, axis=0)
         label = label_motion(tx, ty, zoom, rotation, inliers, self.cfg)
         if label != "complex":
-            agree = np.mean([label_motion(*r, self.cfg) == label for r in rates])
+            agree = np.mean(
+                [
+                    label_motion(rtx, rty, rzoom, rrot, rinl, self.cfg) == label
+                    for rtx, rty, rzoom, rrot, rinl in rates
+                ]
+            )
             label = label if agree >= self.cfg.min_consistency else "complex"
         return {"camera_motion": label, "cam_tx": float(tx), "cam_ty": float(ty), "cam_zoom": float(zoom)}

@@ -64,6 +64,13 @@ def _vgg16_bn_layers() -> list[nn.Module]:
 class VggBackbone(nn.Module):
     """VGG16-BN cut into slices whose outputs feed the decoder, plus CRAFT's fc6/fc7 as slice5."""
 
+    # slice1-4 are registered with setattr in __init__ (state-dict names must match torchvision's).
+    slice1: nn.Sequential
+    slice2: nn.Sequential
+    slice3: nn.Sequential
+    slice4: nn.Sequential
+    slice5: nn.Sequential
+
     def __init__(self) -> None:
         super().__init__()
         layers = _vgg16_bn_layers()

@@ -118,12 +118,38 @@ def compute_funnel(
     table: pd.DataFrame, result: FilterResult, cfg: FilterConfig, name: str | None = None
 ) -> Funnel:
     """Funnel statistics of `result` (from `apply_filters(table, cfg)`); `name` defaults to `cfg.name`."""
-    steps = pd.DataFrame(_step_rows(table, result))
     kept = result.kept
-    quantiles = pd.DataFrame(
-        _quantile_rows(table, "before", cfg.quantiles) + _quantile_rows(kept, "after", cfg.quantiles)
+    return assemble_funnel(
+        _step_rows(table, result),
+        _quantile_rows(table, "before", cfg.quantiles) + _quantile_rows(kept, "after", cfg.quantiles),
+        cfg,
+        name,
+        totals={
+            "input_rows": len(table),
+            "input_hours": _hours(table),
+            "input_mean_duration_s": table["duration_s"].mean(),
+            "kept_rows": len(kept),
+            "kept_hours": _hours(kept),
+            "kept_mean_duration_s": kept["duration_s"].mean(),
+        },
+        thresholds={name: t.to_dict() for name, t in result.thresholds.items()},
     )
-    input_hours, kept_hours = _hours(table), _hours(kept)
+
+
+def assemble_funnel(
+    step_rows: list[dict[str, Any]],
+    quantile_rows: list[dict[str, Any]],
+    cfg: FilterConfig,
+    name: str | None,
+    totals: dict[str, Any],
+    thresholds: dict[str, dict[str, Any]],
+) -> Funnel:
+    """The Funnel from per-filter rows, quantile rows and totals (shared by the pandas and the
+    out-of-core engine, svd_core.curation.table_steps, so both report the same keys)."""
+    steps = pd.DataFrame(step_rows)
+    quantiles = pd.DataFrame(quantile_rows)
+    input_rows, input_hours = int(totals["input_rows"]), float(totals["input_hours"])
+    kept_rows, kept_hours = int(totals["kept_rows"]), float(totals["kept_hours"])
     filters = {
         record["filter"]: {
             k: (v if isinstance(v, str) or v is None else _number(v))
@@ -135,16 +161,16 @@ def compute_funnel(
     metrics: dict[str, Any] = {
         "name": name or cfg.name,
         "config_hash": cfg.config_hash(),
-        "input_rows": len(table),
+        "input_rows": input_rows,
         "input_hours": input_hours,
-        "input_mean_duration_s": _number(table["duration_s"].mean()),
-        "kept_rows": len(kept),
+        "input_mean_duration_s": _number(totals["input_mean_duration_s"]),
+        "kept_rows": kept_rows,
         "kept_hours": kept_hours,
-        "kept_mean_duration_s": _number(kept["duration_s"].mean()),
-        "kept_fraction": len(kept) / len(table),
+        "kept_mean_duration_s": _number(totals["kept_mean_duration_s"]),
+        "kept_fraction": kept_rows / input_rows,
         "kept_hours_fraction": kept_hours / input_hours if input_hours else None,
         "filters": filters,
-        "thresholds": {name: t.to_dict() for name, t in result.thresholds.items()},
+        "thresholds": thresholds,
         "quantiles": _quantile_metrics(quantiles),
     }
     return Funnel(steps=steps, quantiles=quantiles, metrics=metrics)

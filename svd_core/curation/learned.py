@@ -69,13 +69,13 @@ def build_learned_scorers(cfg: LearnedScorersConfig, device: str = "auto") -> li
         ("clip_score_model_path", cfg.clip_score_model_path),
     ):
         if location is not None:
-            encoders[key] = shared.get(
-                "clip",
-                location,
-                lambda key=key, location=location: ClipEncoder(
+
+            def load_clip(key: str = key, location: str = location) -> ClipEncoder:
+                return ClipEncoder(
                     local_model_dir(location, key, cfg.model_cache_dir), key, torch_device, dtype
-                ),
-            )
+                )
+
+            encoders[key] = shared.get("clip", location, load_clip)
     if cfg.aesthetic_head_path is not None:
         head_path = local_weights_file(cfg.aesthetic_head_path, "aesthetic_head_path", cfg.model_cache_dir)
         head = load_aesthetic_head(head_path)

@@ -1,11 +1,16 @@
 """The LVD table: long videos -> clips in tar shards + one row per clip with every score.
 
-Work is split into per-video units a flow can map (`process_video`) and one `finalize_lvd` that writes
-`OUT/lvd.parquet` and `OUT/quarantine.parquet`. `build_lvd` runs both in-process (threads).
+Work is split into batches of videos a flow can map (`process_batch`, `plan_batches`; one video is
+`process_video`). A batch writes its rows as one Parquet part `OUT/lvd_parts/part-<key>.parquet` next to
+the shards and returns only counts (`BatchResult`), so the driver never holds the rows; `finalize_parts`
+writes the parts manifest `OUT/lvd_parts/_manifest.json`, `OUT/quarantine.parquet`, and for small tables
+(`run.single_file_max_rows`) one merged `OUT/lvd.parquet`. Every reader takes the file or the folder
+(svd_core.curation.table). `build_lvd` runs the batches in-process (threads).
 
 Exactly-once and resumable: a video is content-addressed (`video_id` = hash of its bytes) and its result
 is stored atomically as `OUT/_parts/<video_id>-<pipeline key>.json` after its shards are published; a rerun
-with the same config and scorers finds the part and skips the video, and a video cut off midway is redone
+with the same config and scorers finds the part and skips the video (recognised from its URI, size and
+ETag/mtime before any download: svd_core.curation.resume), and a video cut off midway is redone
 from scratch (its shard names are content hashes, so shards it had already published are reused). Bad
 inputs never stop the run: they become quarantine rows with the stage and reason.
 """
@@ -26,13 +31,16 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from svd_core import storage as svd_io
-from svd_core.curation.config import LvdConfig
+from svd_core.curation import resume
+from svd_core.curation.config import LvdConfig, RunConfig
 from svd_core.curation.schema import LVD_COLUMNS, LVD_SCHEMA, QUARANTINE_SCHEMA
 from svd_core.curation.scorer_base import ClipScorer
 from svd_core.curation.sources import VideoSource, resolve_sources
+from svd_core.curation.table import Part, write_manifest
 from svd_core.errors import InputError, StorageError
 from svd_core.video.clips import ClipOutput, PassStats, clip_id_for, split_video
 from svd_core.video.cuts import CUTS_VERSION
@@ -41,6 +49,9 @@ from svd_core.video.shards import ShardWriter
 
 log = logging.getLogger("svd.lvd")
 PARTS_DIR = "_parts"
+"""Per-video results (the resume cache)."""
+TABLE_PARTS_DIR = "lvd_parts"
+"""The table as a dataset: one Parquet part per batch, plus _manifest.json."""
 
 
 @dataclass
@@ -135,17 +146,21 @@ def process_video(
     """
     source = source if isinstance(source, VideoSource) else VideoSource(source)
     started = time.perf_counter()
+    key = pipeline_key(cfg, scorers)
     try:
+        fingerprint = resume.fingerprint(source.uri, key)
+        known = resume.lookup(out_uri, fingerprint) if fingerprint else None
+        if known is not None:  # finished by an earlier run: no download, no hashing
+            part_uri = svd_io.join_uri(out_uri, PARTS_DIR, f"{known}-{key}.json")
+            if svd_io.exists(part_uri):
+                return _reused(part_uri, source, started)
         with svd_io.local_copy(source.uri) as path:
             video_id = file_sha256(path)
-            part_uri = svd_io.join_uri(out_uri, PARTS_DIR, f"{video_id}-{pipeline_key(cfg, scorers)}.json")
+            part_uri = svd_io.join_uri(out_uri, PARTS_DIR, f"{video_id}-{key}.json")
             if svd_io.exists(part_uri):
-                result = VideoResult.from_json(svd_io.read_bytes(part_uri))
-                result.reused, result.source_uri = True, source.uri
-                result.seconds = time.perf_counter() - started
-                if result.quarantine is not None:
-                    result.quarantine["source_uri"] = source.uri  # same bytes may come under another name
-                return result
+                if fingerprint:
+                    resume.record(out_uri, fingerprint, video_id, source.uri)
+                return _reused(part_uri, source, started)
             result = _process_local(path, source, video_id, cfg, out_uri, scorers)
     except StorageError as exc:
         if svd_io.is_local(source.uri) and not svd_io.exists(source.uri):
@@ -156,6 +171,17 @@ def process_video(
     result.seconds = time.perf_counter() - started
     if result.final:
         svd_io.write_bytes(part_uri, result.to_json())
+        if fingerprint and result.video_id:
+            resume.record(out_uri, fingerprint, result.video_id, source.uri)
+    return result
+
+
+def _reused(part_uri: str, source: VideoSource, started: float) -> VideoResult:
+    result = VideoResult.from_json(svd_io.read_bytes(part_uri))
+    result.reused, result.source_uri = True, source.uri
+    result.seconds = time.perf_counter() - started
+    if result.quarantine is not None:
+        result.quarantine["source_uri"] = source.uri  # same bytes may come under another name
     return result
 
 
@@ -265,7 +291,10 @@ def _cut_score_store(
         "seconds": seconds,
         "probe": {"codec": probe.codec, "width": probe.width, "height": probe.height, "fps": probe.fps},
     }
-    return VideoResult(source.uri, video_id, [{k: r.get(k) for k in LVD_COLUMNS} for r in rows], stats=info)
+    rows = [{k: r.get(k) for k in LVD_COLUMNS} for r in rows]
+    return VideoResult(
+        source.uri, video_id, rows, quarantine=stats.partial, stats=info
+    )  # partial: decode error
 
 
 def _clip_row(
@@ -358,6 +387,172 @@ def _write_parquet(uri: str, table: pa.Table) -> None:
     svd_io.write_bytes(uri, buffer.getvalue())  # atomic: temp name, then rename / publish
 
 
+@dataclass
+class BatchResult:
+    """What a batch task hands back to the driver: a part name and counts, never the rows."""
+
+    part: str | None
+    """File name of the batch's Parquet part under OUT/lvd_parts (None: no clip came out)."""
+    rows: int
+    videos: list[tuple[str, int, float]] = field(default_factory=list)
+    """(video_id, clip rows, clip hours) of each video with clips in the part, in source order."""
+    quarantine: list[dict[str, str]] = field(default_factory=list)
+    reused: int = 0
+    """Videos a previous run had finished."""
+    sources: int = 0
+    seconds: float = 0.0
+
+
+def plan_batches(sources: Sequence[VideoSource], run: RunConfig) -> list[list[VideoSource]]:
+    """Split `sources` (in order) into batches of at most `run.batch_size`, and into at least
+    `run.max_workers` batches when there are that many videos, so every worker gets work."""
+    if not sources:
+        return []
+    size = max(1, min(run.batch_size, -(-len(sources) // run.max_workers)))
+    return [list(sources[k : k + size]) for k in range(0, len(sources), size)]
+
+
+def batch_part_name(sources: Sequence[VideoSource], key: str) -> str:
+    """A part's name follows from its sources and the pipeline key, so a rerun rewrites the same part."""
+    digest = hashlib.sha256("\n".join([key, *(s.uri for s in sources)]).encode()).hexdigest()[:16]
+    return f"part-{digest}.parquet"
+
+
+def process_batch(
+    sources: Sequence[VideoSource | str],
+    cfg: LvdConfig,
+    out_uri: str,
+    scorers: Sequence[ClipScorer],
+    max_workers: int = 1,
+    on_video: Callable[[VideoResult], None] | None = None,
+) -> BatchResult:
+    """Process a batch of videos (on `max_workers` threads) and write its rows as one Parquet part.
+
+    Bad videos become quarantine records; an unexpected error on one video is quarantined with its
+    message so the others still finish. Rows are deduplicated by clip_id within the batch.
+    """
+    items = [s if isinstance(s, VideoSource) else VideoSource(s) for s in sources]
+    started = time.perf_counter()
+    results: dict[int, VideoResult] = {}
+    with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="lvd") as pool:
+        futures = {
+            pool.submit(_process_with_retries, s, cfg, out_uri, scorers): k for k, s in enumerate(items)
+        }
+        for future in as_completed(futures):
+            k = futures[future]
+            results[k] = _result_or_quarantine(future, items[k])
+            if on_video is not None:
+                on_video(results[k])
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    videos: list[tuple[str, int, float]] = []
+    for k in range(len(items)):
+        fresh = [r for r in results[k].rows if r["clip_id"] not in seen]
+        seen.update(r["clip_id"] for r in fresh)
+        if fresh and results[k].video_id is not None:
+            videos.append((str(results[k].video_id), len(fresh), sum(r["duration_s"] for r in fresh) / 3600))
+        rows += fresh
+    part = None
+    if rows:
+        part = batch_part_name(items, pipeline_key(cfg, scorers))
+        table = pa.Table.from_pylist(rows, schema=LVD_SCHEMA)
+        _write_parquet(svd_io.join_uri(out_uri, TABLE_PARTS_DIR, part), table)
+    return BatchResult(
+        part=part,
+        rows=len(rows),
+        videos=videos,
+        quarantine=[r.quarantine for r in results.values() if r.quarantine is not None],
+        reused=sum(1 for r in results.values() if r.reused),
+        sources=len(items),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _process_with_retries(
+    source: VideoSource, cfg: LvdConfig, out_uri: str, scorers: Sequence[ClipScorer]
+) -> VideoResult:
+    """`process_video`, retrying storage errors `run.task_retries` times; then the video is quarantined
+    (one lost video does not fail, and so re-run, its whole batch)."""
+    for attempt in range(cfg.run.task_retries + 1):
+        try:
+            return process_video(source, cfg, out_uri, scorers)
+        except StorageError as exc:
+            if attempt == cfg.run.task_retries:
+                reason = f"task failed after retries: {exc.__class__.__name__}: {exc}"
+                return VideoResult(
+                    source.uri,
+                    None,
+                    quarantine={"source_uri": source.uri, "reason": reason, "stage": "decode"},
+                )
+            time.sleep(cfg.run.retry_delay_s)
+    raise AssertionError("unreachable")
+
+
+def finalize_parts(
+    out_uri: str, batches: Sequence[BatchResult], elapsed_s: float, single_file_max_rows: int = 1_000_000
+) -> LvdSummary:
+    """Publish the parts manifest and `OUT/quarantine.parquet` from the batches' counts; raise if no clip
+    came out. A video found in two batches (the same bytes under two URIs) is kept in the first part and
+    skipped in the others through the manifest. Tables up to `single_file_max_rows` rows are also merged
+    (streamed, one row group at a time) into `OUT/lvd.parquet`, which is then the summary's table URI."""
+    quarantine = [q for b in batches for q in b.quarantine]
+    quarantine_uri = svd_io.join_uri(out_uri, "quarantine.parquet")
+    _write_parquet(quarantine_uri, pa.Table.from_pylist(quarantine, schema=QUARANTINE_SCHEMA))
+    parts: list[Part] = []
+    seen: set[str] = set()
+    clips, hours = 0, 0.0
+    for batch in batches:
+        if batch.part is None:
+            continue
+        skip = [vid for vid, _, _ in batch.videos if vid in seen]
+        kept = [(vid, n, h) for vid, n, h in batch.videos if vid not in seen]
+        seen.update(vid for vid, _, _ in kept)
+        rows = batch.rows - sum(n for vid, n, _ in batch.videos if vid in skip)
+        clips, hours = clips + rows, hours + sum(h for _, _, h in kept)
+        parts.append(Part(batch.part, rows, tuple(skip)))
+    if clips == 0:
+        reasons = "; ".join(sorted({f"{q['stage']}: {q['reason']}" for q in quarantine})[:5])
+        sources = sum(b.sources for b in batches)
+        raise InputError(
+            f"no clips from {sources} input video(s): all were quarantined ({reasons}); see "
+            f"{quarantine_uri}. Check the source path, or relax the limits in the LVD config"
+        )
+    parts_uri = svd_io.join_uri(out_uri, TABLE_PARTS_DIR)
+    write_manifest(parts_uri, parts, {"schema": "lvd"})
+    single_uri = svd_io.join_uri(out_uri, "lvd.parquet")
+    if clips <= single_file_max_rows:
+        _merge_parts(parts_uri, parts, single_uri)
+        lvd_uri = single_uri
+    else:
+        if svd_io.exists(single_uri):  # a smaller earlier build's file would be stale
+            svd_io.store_for(single_uri).delete(single_uri)
+        lvd_uri = parts_uri
+    return LvdSummary(
+        videos=len(seen),
+        clips=clips,
+        hours=hours,
+        quarantined=len(quarantine),
+        clips_per_s=clips / elapsed_s if elapsed_s > 0 else 0.0,
+        reused=sum(b.reused for b in batches),
+        lvd_uri=lvd_uri,
+        quarantine_uri=quarantine_uri,
+    )
+
+
+def _merge_parts(parts_uri: str, parts: Sequence[Part], uri: str) -> None:
+    with tempfile.TemporaryDirectory(prefix="svd-lvd-merge-") as tmp:
+        merged = Path(tmp) / "lvd.parquet"
+        with pq.ParquetWriter(merged, LVD_SCHEMA) as writer:
+            for part in parts:
+                with svd_io.local_copy(svd_io.join_uri(parts_uri, part.path), tmp) as path:
+                    for batch in pq.ParquetFile(path).iter_batches(batch_size=65536):
+                        if part.skip_video_ids:
+                            skip = pa.array(part.skip_video_ids, pa.string())
+                            batch = batch.filter(pc.invert(pc.is_in(batch.column("video_id"), skip)))
+                        writer.write_batch(batch)
+        svd_io.put_file(merged, uri)  # atomic
+
+
 def build_lvd(
     sources: str | Sequence[str | VideoSource],
     out_uri: str,
@@ -367,8 +562,8 @@ def build_lvd(
 ) -> LvdSummary:
     """Build the LVD table from `sources` (folder, prefix, manifest or list) into `out_uri`, in this process.
 
-    Videos run on `cfg.run.max_workers` threads (decoding, encoding and OpenCV release the GIL). An
-    unexpected error on one video is quarantined with its message so the others still finish.
+    Batches (`plan_batches`) run one after another, each on `cfg.run.max_workers` threads (decoding,
+    encoding and OpenCV release the GIL), each writing its part.
     """
     items = (
         resolve_sources(sources)
@@ -377,16 +572,19 @@ def build_lvd(
     )
     scorers = list(scorers) if scorers is not None else default_scorers(cfg)
     started = time.perf_counter()
-    results: list[VideoResult] = []
-    with ThreadPoolExecutor(max_workers=cfg.run.max_workers, thread_name_prefix="lvd") as pool:
-        futures = {pool.submit(process_video, s, cfg, out_uri, scorers): s for s in items}
-        for future in as_completed(futures):
-            results.append(_result_or_quarantine(future, futures[future]))
-            if progress is not None:
-                progress(results[-1], len(results), len(items))
-    order = {s.uri: k for k, s in enumerate(items)}
-    results.sort(key=lambda r: order.get(r.source_uri, 0))
-    return finalize_lvd(out_uri, results, time.perf_counter() - started)
+    done = 0
+
+    def on_video(result: VideoResult) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(result, done, len(items))
+
+    batches = [
+        process_batch(batch, cfg, out_uri, scorers, cfg.run.max_workers, on_video)
+        for batch in plan_batches(items, cfg.run.model_copy(update={"max_workers": 1}))
+    ]
+    return finalize_parts(out_uri, batches, time.perf_counter() - started, cfg.run.single_file_max_rows)
 
 
 def _result_or_quarantine(future: Any, source: VideoSource) -> VideoResult:

@@ -80,6 +80,7 @@ class FarnebackFlow:
         maps, dts = [], []
         window = cv2.createHanningWindow(grays[0].shape[::-1], cv2.CV_32F) if grays else None
         for k in range(1, len(grays)):
+            assert window is not None  # set whenever there are frames
             flow = _global_shift(grays[k - 1], grays[k], window)
             flow = cv2.calcOpticalFlowFarneback(
                 grays[k - 1],

@@ -19,11 +19,14 @@ as a metric without the two overlapping. The validation itself (Great Expectatio
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
+import os
 import re
+import socket
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+import time
+import uuid
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,14 +34,15 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from svd_core import storage as svd_io
-from svd_core.curation.config import FilterConfig, SubsetConfig
-from svd_core.curation.filters import apply_filters
-from svd_core.curation.funnel import Funnel, compute_funnel
+from svd_core.curation import table_steps
+from svd_core.curation.config import FilterConfig, SubsetConfig, TableEngineConfig
+from svd_core.curation.funnel import Funnel
 from svd_core.curation.schema import LVD_COLUMNS, LVD_SCHEMA
-from svd_core.curation.subsets import random_subset
+from svd_core.curation.table import TableSession, sha256_file, table_session
 from svd_core.errors import InputError, StorageError, SvdError
 
 CURRENT_FILE = "CURRENT"
@@ -83,8 +87,9 @@ class ValidationReport:
         return data
 
 
-ValidationFn = Callable[[pd.DataFrame, Mapping[str, Any] | None, str], ValidationReport]
-"""(table, funnel metrics or None, dataset name) -> report; flows.integrations.validation.make_validation_fn builds one."""
+ValidationFn = Callable[[pd.DataFrame | str, Mapping[str, Any] | None, str], ValidationReport]
+"""(table: a frame, or the path/URI of a Parquet file or part folder; funnel metrics or None; dataset
+name) -> report; flows.integrations.validation.make_validation_fn builds one."""
 
 
 class PublishBlockedError(SvdError):
@@ -112,7 +117,12 @@ def _json_bytes(data: Mapping[str, Any]) -> bytes:
 
 
 def read_table(uri: str) -> pd.DataFrame:
-    """Read a parquet table from any URI svd_core.storage serves."""
+    """Read a Parquet table (a file, or a folder of parts) from any URI svd_core.storage serves into
+    memory; for small tables only: the table steps read through the out-of-core engine instead."""
+    if not str(uri).rstrip("/").endswith(".parquet"):
+        with table_session() as session:
+            view = session.open(str(uri))
+            return session.con.sql(f"SELECT * FROM {view.ident}").df()
     try:
         with svd_io.local_copy(uri) as path:
             return pd.read_parquet(path)
@@ -133,7 +143,7 @@ def _parquet_file(table: pd.DataFrame) -> Iterator[tuple[Path, str]]:
     with tempfile.TemporaryDirectory(prefix="svd-publish-") as tmp:
         path = Path(tmp) / "table.parquet"
         pq.write_table(_arrow_table(table), path)
-        yield path, hashlib.sha256(path.read_bytes()).hexdigest()
+        yield path, sha256_file(path)
 
 
 def write_table(table: pd.DataFrame, uri: str) -> str:
@@ -187,13 +197,36 @@ def list_versions(out_uri: str, name: str) -> list[str]:
     return sorted({n for n in names if VERSION_PATTERN.match(n)})
 
 
-def _prune(out_uri: str, name: str, keep: int, current: str) -> list[str]:
-    """Delete all but the newest `keep` versions (never the current one); return the deleted names."""
+def content_version(table_sha256: str) -> str:
+    """The content version a training run records for a table (flows.integrations.lineage.dataset_version)."""
+    return f"sha256:{table_sha256[:16]}"
+
+
+def _in_use(folder: str, version: str, in_use: Collection[str]) -> bool:
+    """Whether anything in `in_use` (content versions `sha256:...`, version names or URIs inside the
+    version folder, as a registered model's lineage tags hold them) points at this version."""
+    if not in_use:
+        return False
+    if version in in_use or any(ref.startswith(folder.rstrip("/") + "/") for ref in in_use):
+        return True
+    manifest = svd_io.join_uri(folder, "manifest.json")
+    if not svd_io.exists(manifest):
+        return False
+    digest = str(json.loads(svd_io.read_bytes(manifest)).get("table_sha256", ""))
+    return bool(digest) and content_version(digest) in in_use
+
+
+def _prune(out_uri: str, name: str, keep: int, current: str, in_use: Collection[str] = ()) -> list[str]:
+    """Delete all but the newest `keep` versions, never the current one nor one still in use (a registered
+    model trained on it, see `_in_use`); return the deleted names."""
     versions = list_versions(out_uri, name)
-    doomed = [v for v in versions[: max(0, len(versions) - keep)] if v != current]
     store = svd_io.store_for(out_uri)
-    for version in doomed:
+    doomed = []
+    for version in versions[: max(0, len(versions) - keep)]:
         folder = svd_io.join_uri(dataset_uri(out_uri, name), version)
+        if version == current or _in_use(folder, version, in_use):
+            continue
+        doomed.append(version)
         for uri in svd_io.list_uris(folder):
             store.delete(uri)
         if svd_io.is_local(folder):
@@ -201,34 +234,147 @@ def _prune(out_uri: str, name: str, keep: int, current: str) -> list[str]:
     return doomed
 
 
-def _metrics(table: pd.DataFrame, funnel: Funnel | None, version: str) -> dict[str, Any]:
-    hours = float(table["duration_s"].sum()) / 3600.0 if "duration_s" in table else None
-    base: dict[str, Any] = {"version": version, "rows": len(table), "hours": hours}
+LOCK_FILE = "_publish.lock"
+LOCK_STALE_S = 3600.0
+"""A lock older than this is taken to belong to a publisher that died, and is broken."""
+
+
+def _try_create(uri: str, body: bytes) -> bool:
+    """Create `uri` only if it does not exist (O_EXCL locally, a conditional PUT where the store has
+    `create`, e.g. S3's If-None-Match); False when it exists."""
+    if svd_io.is_local(uri):
+        path = svd_io.local_path(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(body)
+        return True
+    store = svd_io.store_for(uri)
+    create = getattr(store, "create", None)
+    if create is None:  # a store without conditional writes: best effort
+        if svd_io.exists(uri):
+            return False
+        svd_io.write_bytes(uri, body)
+        return True
+    try:
+        create(uri, body)
+        return True
+    except StorageError:
+        if svd_io.exists(uri):
+            return False
+        raise
+
+
+@contextlib.contextmanager
+def publish_lock(out_uri: str, name: str, wait_s: float = 120.0) -> Iterator[None]:
+    """Hold `OUT/<name>/_publish.lock` while a version is written and CURRENT flips, so two publishers
+    cannot interleave (each CURRENT write names a complete version, and retention never races a flip)."""
+    uri = svd_io.join_uri(dataset_uri(out_uri, name), LOCK_FILE)
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    deadline = time.monotonic() + wait_s
+    while not _try_create(uri, json.dumps({"owner": owner, "at": time.time()}).encode()):
+        try:
+            held = json.loads(svd_io.read_bytes(uri))
+        except (StorageError, ValueError):
+            held = {}
+        if time.time() - float(held.get("at", 0.0)) > LOCK_STALE_S:
+            svd_io.store_for(uri).delete(uri)  # its publisher died
+            continue
+        if time.monotonic() > deadline:
+            raise StorageError(
+                f"{uri}: another publisher ({held.get('owner', 'unknown')}) is publishing {name!r}; wait for "
+                f"it to finish, or delete the lock if that process died (stale after {LOCK_STALE_S:.0f} s)"
+            )
+        time.sleep(0.2)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(StorageError, ValueError):
+            if json.loads(svd_io.read_bytes(uri)).get("owner") == owner:
+                svd_io.store_for(uri).delete(uri)
+
+
+def _file_rows_hours(path: Path) -> tuple[int, float | None]:
+    """Rows and total hours of a local Parquet file, streamed one row group at a time."""
+    handle = pq.ParquetFile(path)
+    if "duration_s" not in handle.schema_arrow.names:
+        return handle.metadata.num_rows, None
+    total = 0.0
+    for batch in handle.iter_batches(columns=["duration_s"], batch_size=1 << 20):
+        total += float(pc.sum(batch.column(0)).as_py() or 0.0)
+    return handle.metadata.num_rows, total / 3600.0
+
+
+def _metrics(rows: int, hours: float | None, funnel: Funnel | None, version: str) -> dict[str, Any]:
+    base: dict[str, Any] = {"version": version, "rows": rows, "hours": hours}
     return {**base, **(funnel.metrics if funnel is not None else {})}
 
 
 def publish_dataset(
     out_uri: str,
     name: str,
-    table: pd.DataFrame,
+    table: pd.DataFrame | Path,
     funnel: Funnel | None = None,
     report: ValidationReport | None = None,
     keep_versions: int = 2,
+    in_use: Collection[str] = (),
 ) -> PublishedVersion:
-    """Write a new version of `name` and make it current. Prefer `publish_if_valid`, which gates it."""
-    if len(table) == 0:
-        raise InputError(f"refusing to publish {name!r}: the table has no rows")
+    """Write a new version of `name` and make it current. Prefer `publish_if_valid`, which gates it.
+
+    Retention keeps the newest `keep_versions` plus every version `in_use` names (see `_prune`).
+
+    `table` is a frame or a local Parquet file (what the out-of-core steps write); the file is hashed and
+    uploaded as a stream, so its size is bounded by disk, not memory.
+    """
     if keep_versions < 1:
         raise InputError(f"keep_versions must be >= 1, got {keep_versions}")
+    if isinstance(table, pd.DataFrame):
+        if len(table) == 0:
+            raise InputError(f"refusing to publish {name!r}: the table has no rows")
+        with _parquet_file(table) as (path, _digest):
+            return _publish_file(out_uri, name, path, funnel, report, keep_versions, in_use)
+    return _publish_file(out_uri, name, Path(table), funnel, report, keep_versions, in_use)
+
+
+def _publish_file(
+    out_uri: str,
+    name: str,
+    path: Path,
+    funnel: Funnel | None,
+    report: ValidationReport | None,
+    keep_versions: int,
+    in_use: Collection[str] = (),
+) -> PublishedVersion:
+    rows, hours = _file_rows_hours(path)
+    if rows == 0:
+        raise InputError(f"refusing to publish {name!r}: the table has no rows")
+    with publish_lock(out_uri, name):
+        return _publish_locked(out_uri, name, path, rows, hours, funnel, report, keep_versions, in_use)
+
+
+def _publish_locked(
+    out_uri: str,
+    name: str,
+    path: Path,
+    rows: int,
+    hours: float | None,
+    funnel: Funnel | None,
+    report: ValidationReport | None,
+    keep_versions: int,
+    in_use: Collection[str],
+) -> PublishedVersion:
     published_at = datetime.now(UTC)
     published_iso = published_at.isoformat()
-    with _parquet_file(table) as (path, digest):
-        unchanged = _current_if_same_table(out_uri, name, digest)
-        if unchanged is not None:  # a rerun on the same inputs: nothing new to publish
-            return unchanged
-        version = f"{published_at:%Y%m%dT%H%M%S%fZ}-{digest[:8]}"
-        base = svd_io.join_uri(dataset_uri(out_uri, name), version)
-        svd_io.put_file(path, svd_io.join_uri(base, f"{name}.parquet"))
+    digest = sha256_file(path)
+    unchanged = _current_if_same_table(out_uri, name, digest)
+    if unchanged is not None:  # a rerun on the same inputs: nothing new to publish
+        return unchanged
+    version = f"{published_at:%Y%m%dT%H%M%S%fZ}-{digest[:8]}"
+    base = svd_io.join_uri(dataset_uri(out_uri, name), version)
+    svd_io.put_file(path, svd_io.join_uri(base, f"{name}.parquet"))
     files = {"table": f"{name}.parquet"}
     blobs: dict[str, tuple[str, bytes]] = {}
     if funnel is not None:
@@ -244,7 +390,7 @@ def publish_dataset(
         "name": name,
         "version": version,
         "published_at": published_iso,
-        "rows": len(table),
+        "rows": rows,
         "table_sha256": digest,
         "files": files,
     }
@@ -252,15 +398,16 @@ def publish_dataset(
     # The flip: until this write lands, readers see the previous version.
     svd_io.write_bytes(svd_io.join_uri(dataset_uri(out_uri, name), CURRENT_FILE), _json_bytes(pointer))
     svd_io.write_bytes(
-        svd_io.join_uri(str(out_uri), f"{name}_metrics.json"), _json_bytes(_metrics(table, funnel, version))
+        svd_io.join_uri(str(out_uri), f"{name}_metrics.json"),
+        _json_bytes(_metrics(rows, hours, funnel, version)),
     )
-    _prune(out_uri, name, keep_versions, current=version)
+    _prune(out_uri, name, keep_versions, current=version, in_use=in_use)
     return PublishedVersion(
         name,
         version,
         base,
         {k: svd_io.join_uri(base, v) for k, v in files.items()},
-        len(table),
+        rows,
         published_iso,
     )
 
@@ -295,35 +442,43 @@ def publish_if_valid(
 @dataclass(frozen=True)
 class _Staged:
     name: str
-    table: pd.DataFrame
+    path: Path
+    """Local Parquet file of the table (in the engine's work folder until published)."""
     funnel: Funnel | None
 
 
 def _stage_tables(
-    lvd: pd.DataFrame,
+    session: TableSession,
     lvd_uri: str,
     filter_cfg: FilterConfig,
     subset_cfg: SubsetConfig | None,
     include_lvd_f: bool,
-) -> tuple[list[_Staged], dict[str, Any]]:
+) -> tuple[int, list[_Staged], dict[str, Any]]:
+    lvd = session.open(lvd_uri, "lvd")
     # LVD-F's thresholds are resolved even when only subsets are built: LVD-10M-F uses them by default.
-    result = apply_filters(lvd, filter_cfg, source=lvd_uri)
-    staged = (
-        [_Staged(filter_cfg.name, result.kept, compute_funnel(lvd, result, filter_cfg))]
-        if include_lvd_f
-        else []
-    )
+    result = table_steps.apply_filters(session, lvd, filter_cfg, source=lvd_uri)
+    staged = []
+    if include_lvd_f:
+        path = table_steps.write_kept(session, result, session.scratch(f"{filter_cfg.name}.parquet"))
+        staged.append(_Staged(filter_cfg.name, path, table_steps.compute_funnel(session, result, filter_cfg)))
     if subset_cfg is not None:
-        subset = random_subset(lvd, subset_cfg, source=lvd_uri)
-        thresholds = result.thresholds if subset_cfg.thresholds_from == "lvd" else None
+        subset_path = session.scratch(f"{subset_cfg.name}.parquet")
+        table_steps.write_subset(session, lvd, subset_cfg, subset_path, source=lvd_uri)
         source = f"{subset_cfg.name} (subset of {lvd_uri})"
-        sub_result = apply_filters(subset, filter_cfg, thresholds, source=source)
-        sub_funnel = compute_funnel(subset, sub_result, filter_cfg, name=subset_cfg.filtered_name)
+        subset = session.open(str(subset_path), "subset")
+        thresholds = result.thresholds if subset_cfg.thresholds_from == "lvd" else None
+        sub_result = table_steps.apply_filters(session, subset, filter_cfg, thresholds, source=source)
+        sub_path = table_steps.write_kept(
+            session, sub_result, session.scratch(f"{subset_cfg.filtered_name}.parquet")
+        )
+        sub_funnel = table_steps.compute_funnel(
+            session, sub_result, filter_cfg, name=subset_cfg.filtered_name
+        )
         staged += [
-            _Staged(subset_cfg.name, subset, None),
-            _Staged(subset_cfg.filtered_name, sub_result.kept, sub_funnel),
+            _Staged(subset_cfg.name, subset_path, None),
+            _Staged(subset_cfg.filtered_name, sub_path, sub_funnel),
         ]
-    return staged, {name: t.to_dict() for name, t in result.thresholds.items()}
+    return lvd.rows, staged, {name: t.to_dict() for name, t in result.thresholds.items()}
 
 
 def build_filtered(
@@ -336,42 +491,47 @@ def build_filtered(
     include_lvd_f: bool = True,
     keep_versions: int = 2,
     on_step: Callable[[str], None] | None = None,
+    engine: TableEngineConfig | None = None,
+    in_use: Collection[str] = (),
 ) -> dict[str, Any]:
     """LVD -> LVD-F, plus LVD-10M and LVD-10M-F when `subset_cfg` is given; gated, then published.
 
-    Every table is validated before any is published, so the published set never mixes a new LVD-F with
-    an old LVD-10M-F; a failed gate raises PublishBlockedError and leaves every previous version current.
-    `include_lvd_f=False` builds only the subsets. Returns a JSON-ready summary (per dataset: version,
-    rows, files, kept fraction, validation report) plus the resolved thresholds.
+    `lvd_uri` is a Parquet file or a folder of parts (any scheme). Every step runs out of core on DuckDB
+    (svd_core.curation.table_steps) within `engine.memory_limit_mb`; each table is staged as a local Parquet
+    file, validated from that file, then uploaded. Every table is validated before any is published, so
+    the published set never mixes a new LVD-F with an old LVD-10M-F; a failed gate raises
+    PublishBlockedError and leaves every previous version current. `include_lvd_f=False` builds only the
+    subsets. Versions `in_use` (what registered models were trained on) survive retention. Returns a
+    JSON-ready summary (per dataset: version, rows, files, kept fraction, validation
+    report) plus the resolved thresholds.
     """
     if not include_lvd_f and subset_cfg is None:
         raise InputError("nothing to build: pass a subset config or include LVD-F")
     step = on_step or (lambda _msg: None)
-    step(f"reading {lvd_uri}")
-    lvd = read_table(lvd_uri)
-    step("filtering")
-    staged, thresholds = _stage_tables(lvd, lvd_uri, filter_cfg, subset_cfg, include_lvd_f)
-    reports: dict[str, ValidationReport] = {}
-    for item in staged:
-        step(f"validating {item.name}")
-        reports[item.name] = validation_fn(
-            item.table, item.funnel.metrics if item.funnel else None, item.name
-        )
-    failures = {name: r for name, r in reports.items() if not r.success}
-    if failures:
-        raise PublishBlockedError(_blocked_message(failures, out_uri))
-    datasets: dict[str, Any] = {}
-    for item in staged:
-        step(f"publishing {item.name}")
-        published = publish_dataset(
-            out_uri, item.name, item.table, item.funnel, reports[item.name], keep_versions
-        )
-        datasets[item.name] = {
-            "version": published.version,
-            "rows": published.rows,
-            "files": published.files,
-            "kept_fraction": item.funnel.metrics["kept_fraction"] if item.funnel else None,
-            "funnel": item.funnel.metrics if item.funnel else None,
-            "validation": reports[item.name].to_dict(),
-        }
-    return {"lvd_uri": lvd_uri, "lvd_rows": len(lvd), "thresholds": thresholds, "datasets": datasets}
+    with table_session(engine) as session:
+        step(f"reading and filtering {lvd_uri}")
+        lvd_rows, staged, thresholds = _stage_tables(session, lvd_uri, filter_cfg, subset_cfg, include_lvd_f)
+        reports: dict[str, ValidationReport] = {}
+        for item in staged:
+            step(f"validating {item.name}")
+            reports[item.name] = validation_fn(
+                str(item.path), item.funnel.metrics if item.funnel else None, item.name
+            )
+        failures = {name: r for name, r in reports.items() if not r.success}
+        if failures:
+            raise PublishBlockedError(_blocked_message(failures, out_uri))
+        datasets: dict[str, Any] = {}
+        for item in staged:
+            step(f"publishing {item.name}")
+            published = publish_dataset(
+                out_uri, item.name, item.path, item.funnel, reports[item.name], keep_versions, in_use
+            )
+            datasets[item.name] = {
+                "version": published.version,
+                "rows": published.rows,
+                "files": published.files,
+                "kept_fraction": item.funnel.metrics["kept_fraction"] if item.funnel else None,
+                "funnel": item.funnel.metrics if item.funnel else None,
+                "validation": reports[item.name].to_dict(),
+            }
+    return {"lvd_uri": lvd_uri, "lvd_rows": lvd_rows, "thresholds": thresholds, "datasets": datasets}

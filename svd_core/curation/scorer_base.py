@@ -17,8 +17,11 @@ class ClipScorer(Protocol):
     """Key in the LVD `scorer_versions` JSON, e.g. "flow", "craft", "aesthetic"."""
     version: str
     """Code version plus a hash of the weights used, so results are traceable and caches invalidate."""
-    columns: tuple[str, ...]
-    """LVD columns this scorer fills (see svd_core.curation.schema)."""
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """LVD columns this scorer fills (see svd_core.curation.schema); read-only, so a fixed-size tuple fits."""
+        ...
 
     def score(self, frames: SampledFrames, row: Mapping[str, Any]) -> dict[str, Any]:
         """Return values for `columns` (None where the scorer cannot say, never an invented number)."""

@@ -107,7 +107,7 @@ class TextAreaScorer:
         self.net = net.to(device=device, dtype=dtype)
         self.device, self.dtype = device, dtype
         self.long_side = long_side
-        self.thresholds = dict(
+        self.thresholds: dict[str, Any] = dict(
             text_threshold=text_threshold,
             link_threshold=link_threshold,
             low_text=low_text,

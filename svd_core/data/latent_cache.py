@@ -1,7 +1,7 @@
 """Cache of per-item encoder outputs (VAE posterior, conditioning latent, CLIP context) by URI.
 
-Because a dataset item is a function of (seed, index), so is everything the frozen encoders compute from
-it: the VAE posterior mean/std of the frames, the conditioning-frame latent (its pixel noise comes from the
+Because a dataset item is a function of (seed, epoch, index), so is everything the frozen encoders compute
+from it (the cache holds the draws of `CACHED_EPOCH`): the VAE posterior mean/std of the frames, the conditioning-frame latent (its pixel noise comes from the
 item's `cond_noise_seed`) and the CLIP context. The cache stores those, one safetensors object per item
 under `<root>/<fingerprint>/`, where the fingerprint covers the dataset's sampling parameters and the
 encoders' weights; a change of either starts a fresh cache. The posterior is stored as mean and std and
@@ -27,6 +27,9 @@ from svd_core.model import encoders
 from svd_core.model.build import Components
 
 CACHED_KEYS = ("latent_mean", "latent_std", "cond_latent", "context")
+CACHED_EPOCH = 0
+"""The encoder outputs depend on the item's draw (window, cond_aug, caption), so a cached run trains on the
+draws of this one epoch in every epoch: the cache trades the per-epoch augmentation for no decoding."""
 
 
 def weights_digest(*modules: torch.nn.Module | None) -> str:
@@ -110,6 +113,7 @@ def fill_cache(
 ) -> int:
     """Encode and store the given items; returns how many were written."""
     pending = list(indices)
+    dataset.set_epoch(CACHED_EPOCH)
     for start in range(0, len(pending), batch_size):
         chunk = pending[start : start + batch_size]
         for index, tensors in zip(chunk, encode_items(components, [dataset[i] for i in chunk]), strict=True):
@@ -133,5 +137,5 @@ class CachedLatentDataset(torch.utils.data.Dataset):
                 f"latent cache {self.cache.prefix} lacks item {index}; fill it (SvdTrainTask.build_dataset "
                 "does) or unset data.latent_cache_uri"
             )
-        plan = self.dataset.plan(index)
+        plan = self.dataset.plan(index, epoch=CACHED_EPOCH)
         return {**self.dataset.conditioning(plan), **cached}

@@ -3,6 +3,11 @@
 Item `i` is a function of (seed, i) only, so any DataLoader worker produces the same item and a resumed
 run sees the same data. Per item:
 
+Every random choice of an item (rate, window start, cond_aug and its noise seed, caption) is drawn from
+(seed, epoch, index): each epoch sees each clip at a fresh rate and window with fresh conditioning noise
+and caption (the paper samples these per training step), and a resumed run that knows its epoch draws
+exactly the same items again. `set_epoch` moves to the next epoch.
+
 - `frames` (T, 3, H, W) float32 in [-1, 1]: `num_frames` source frames at an integer target rate drawn
   uniformly from the rates the clip supports within [fps_min, fps_max] (a rate above the clip's own fps
   would repeat frames and is never used), from a uniform start; resized to cover the stage resolution and
@@ -35,6 +40,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Self
 
 import av
 import numpy as np
@@ -65,7 +71,9 @@ def resolve_table_uri(uri: str) -> str:
     if uri.endswith(".parquet") or not svd_io.exists(svd_io.join_uri(uri, CURRENT_FILE)):
         return uri
     parent, _, name = uri.rstrip("/").rpartition("/")
-    return current_version(parent, name).files["table"]
+    version = current_version(parent, name)
+    assert version is not None  # its CURRENT pointer exists (checked above)
+    return version.files["table"]
 
 
 def read_table(uri: str) -> pd.DataFrame:
@@ -118,12 +126,33 @@ class SamplePlan:
     caption: str
 
 
-def _float_or_none(value: object) -> float | None:
+def _float_or_none(value: Any) -> float | None:
     return None if value is None or pd.isna(value) else float(value)
 
 
 class VideoClipDataset(torch.utils.data.Dataset):
     """Map-style dataset over the usable rows of an LVD table (see the module docstring)."""
+
+    @classmethod
+    def from_config(cls, cfg: Any, *args: Any, **kwargs: Any) -> Self:
+        """The dataset a training task's config describes: `cfg.data` (table, fps range, shard cache, item
+        cap), the clip shape (`num_frames`, `height`, `width`), `trainer.seed` and the objective's
+        `cond_aug_*`. `args`/`kwargs` go to the constructor on top (a subclass's own arguments, a tokenizer,
+        caption weights). The one place that maps a stage config to its dataset."""
+        data = cfg.data
+        common: dict[str, Any] = {
+            "num_frames": cfg.num_frames,
+            "height": cfg.height,
+            "width": cfg.width,
+            "fps_min": data.fps_min,
+            "fps_max": data.fps_max,
+            "seed": cfg.trainer.seed,
+            "cond_aug_mean": cfg.objective.cond_aug_mean,
+            "cond_aug_std": cfg.objective.cond_aug_std,
+            "shard_cache_dir": data.shard_cache_dir,
+            "max_items": data.max_items,
+        }
+        return cls(data.table_uri, *args, **{**common, **kwargs})
 
     def __init__(
         self,
@@ -170,16 +199,25 @@ class VideoClipDataset(torch.utils.data.Dataset):
             )
         self.table = table.iloc[usable[:max_items] if max_items else usable].reset_index(drop=True)
         self.reader = ShardReader(shard_cache_dir)
+        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.table)
 
-    def plan(self, index: int) -> SamplePlan:
-        """The sampling decisions of item `index` (deterministic in seed and index; no decoding)."""
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the next items for `epoch` (the trainer's BatchStream calls this before each epoch's
+        DataLoader, whose workers copy the dataset with it, as DistributedSampler.set_epoch)."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self.epoch = epoch
+
+    def plan(self, index: int, epoch: int | None = None) -> SamplePlan:
+        """The sampling decisions of item `index` in `epoch` (default: the current one), deterministic in
+        (seed, epoch, index); no decoding. Every epoch draws a new rate, window, cond_aug and caption."""
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} clips")
         row = self.table.iloc[index]
-        rng = np.random.default_rng([self.seed, index])
+        rng = np.random.default_rng([self.seed, self.epoch if epoch is None else epoch, index])
         native_fps, native_frames = float(row["fps"]), int(row["num_frames"])
         rates = feasible_fps(native_fps, native_frames, self.num_frames, self.fps_min, self.fps_max)
         target = int(rates[rng.integers(len(rates))])
@@ -297,7 +335,7 @@ def decode_frames(data: bytes, indices: list[int], source: str) -> np.ndarray:
     last = max(indices)
     found: dict[int, np.ndarray] = {}
     try:
-        with av.open(pyio.BytesIO(data)) as container:
+        with av.open(pyio.BytesIO(data), "r") as container:
             for position, frame in enumerate(container.decode(video=0)):
                 if position > last:
                     break

@@ -1,9 +1,10 @@
 """`analyze(votes, cfg)`: from a vote table to ratings, pairwise tests, rater checks and warnings.
 
-Order of work: refuse a silent human/synthetic mix; score raters on gold pairs and drop the failing ones
+Order of work: refuse a silent human/synthetic mix; test raters on gold pairs (binomial test against an
+attentive rater's accuracy) and drop the failing ones
 (all their votes); keep non-gold votes of the analysed questions; then per question and pooled over the
 questions: Bradley-Terry ratings with bootstrap intervals (plus the paper's online Elo), pairwise win rates
-with Wilson intervals and exact tests, position bias and inter-rater agreement.
+with clustered intervals and exact tests, position bias and inter-rater agreement.
 """
 
 from __future__ import annotations
@@ -90,7 +91,16 @@ def _model_vote_counts(votes: pd.DataFrame) -> pd.Series:
 
 def analyse_slice(name: str, votes: pd.DataFrame, cfg: AnalysisConfig, seed: int) -> QuestionResult:
     """Ratings, pairwise table, position bias and agreement for one set of (non-gold) votes."""
-    fit = bradley_terry(votes, cfg.bootstrap_rounds, cfg.confidence, seed, cfg.elo_scale, cfg.elo_anchor)
+    fit = bradley_terry(
+        votes,
+        cfg.bootstrap_rounds,
+        cfg.confidence,
+        seed,
+        cfg.elo_scale,
+        cfg.elo_anchor,
+        cluster=cfg.cluster,
+        prior=cfg.prior,
+    )
     board = fit.leaderboard()
     board["n_votes"] = board["model"].map(_model_vote_counts(votes)).astype(int)
     if cfg.paper_elo_orderings:
@@ -100,20 +110,31 @@ def analyse_slice(name: str, votes: pd.DataFrame, cfg: AnalysisConfig, seed: int
         question=name,
         n_votes=len(votes),
         leaderboard=board,
-        pairwise=pairwise_table(votes, cfg.confidence, cfg.power_alpha, cfg.power_target),
+        pairwise=pairwise_table(votes, cfg.confidence, cfg.power_alpha, cfg.power_target, fit),
         position_bias=position_bias(votes, cfg.confidence),
         agreement=agreement_report(votes),
-        fit={"converged": fit.converged, "bootstrap_converged_share": fit.bootstrap_converged},
+        fit={
+            "converged": fit.converged,
+            "bootstrap_converged_share": fit.bootstrap_converged,
+            "cluster": fit.cluster,
+            "prior": fit.prior,
+            "separated": list(fit.separated),
+        },
     )
 
 
 def _slice_warnings(result: QuestionResult, cfg: AnalysisConfig) -> list[str]:
     out = []
     name = result.question
+    if result.fit.get("separated"):
+        out.append(
+            f"[{name}] {result.fit['separated']} never lost or never won: the rating stays finite only "
+            f"through the prior (precision {result.fit['prior']}); collect more votes"
+        )
     if not result.fit["converged"] or result.fit["bootstrap_converged_share"] < 1.0:
         out.append(
-            f"[{name}] some model never lost or never won, so its rating is unbounded; collect more votes "
-            f"(bootstrap rounds converged: {result.fit['bootstrap_converged_share']:.0%})"
+            f"[{name}] some fits did not converge (bootstrap rounds converged: "
+            f"{result.fit['bootstrap_converged_share']:.0%}); raise the prior or collect more votes"
         )
     bias = result.position_bias
     if bias["decisive_votes"] and bias["p_value"] < cfg.power_alpha:
@@ -131,7 +152,12 @@ def analyze(votes: pd.DataFrame, cfg: AnalysisConfig | None = None) -> AnalysisR
     check_vote_table(votes)
     synthetic = _synthetic_flag(votes, cfg)
     quality = rater_quality(
-        votes, cfg.min_gold_accuracy, cfg.min_gold_votes, cfg.exclude_unchecked_raters, cfg.confidence
+        votes,
+        cfg.attentive_accuracy,
+        cfg.exclusion_alpha,
+        cfg.min_gold_votes,
+        cfg.exclude_unchecked_raters,
+        cfg.confidence,
     )
     dropped = excluded_raters(quality)
     kept = exclude_raters(votes, dropped)
@@ -148,7 +174,7 @@ def analyze(votes: pd.DataFrame, cfg: AnalysisConfig | None = None) -> AnalysisR
     if not per_question:
         raise InputError(
             f"no non-gold votes left for questions {questions} after excluding raters {dropped}; "
-            "check the question names and the gold thresholds (min_gold_accuracy)"
+            "check the question names and the attention-check test (exclusion_alpha, attentive_accuracy)"
         )
     pooled_votes = ranking[ranking["question"].isin(per_question)]
     if len(per_question) == 1:  # pooled == the one question: reuse it so both files agree exactly

@@ -1,12 +1,22 @@
-"""Vote imports: arena-style CSV and Label Studio JSON exports -> a vote table in `VOTE_COLUMNS`.
+"""Vote imports: arena battle exports, arena-style CSV and Label Studio JSON -> a vote table in `VOTE_COLUMNS`.
 
 Every row is checked on its own: good rows are imported, bad rows come back in `rejected` (columns
 `row_number`, `reason`) so one typo never loses a whole file, and nothing bad reaches the analysis.
+Callers report the rejected rows and refuse the file when more than a configured share is rejected
+(`check_rejected`): nothing is dropped silently.
 
-Arena CSV: one row per vote with columns `model_a, model_b, winner, question, rater_id, prompt_id, left`
-(`winner` in model_a | model_b | tie; the public arena's `tie (bothbad)` counts as a tie), optionally
-`study_id, task_id, is_gold, synthetic, created_at`. `row_number` is the 1-based data row (header not
-counted). A missing `task_id` is derived from (study, question, prompt, model_a, model_b).
+Arena battles (the public arena's battle export: CSV, JSON list, JSON lines or Parquet): columns
+`model_a, model_b, winner` (winner in model_a | model_b | tie | tie (bothbad); both ties count as a tie)
+and `judge` (the rater), usually with `tstamp` (Unix seconds), `turn`, `anony`, `language`,
+`question_id`. There is no side column: model_a was shown on the left. Optional columns of the platform's
+own convention override the derived values: `rater_id` (else `judge`), `prompt_id` (else `question_id`,
+else a hash of the `prompt` text, else the battle `judge@tstamp`, else the row), `question` (else the
+import's default question, `overall`), `left` (else model_a), `study_id, task_id, is_gold, synthetic,
+created_at` (else from `tstamp`). `row_number` is the 1-based data row (header not counted). A missing
+`task_id` is derived from (study, question, prompt, model_a, model_b).
+
+Duplicates: a rater's second vote on the same pair for the same prompt and question is rejected, also
+when the models are listed the other way round (a battle exported twice with the sides swapped).
 
 Label Studio: the full JSON export (a list of tasks) of a project whose tasks carry the data fields
 `model_a, model_b, prompt_id, question, left` (optionally `study_id, task_id, is_gold`, plus the two video
@@ -44,6 +54,8 @@ from svd_core.errors import InputError
 from svd_core.evaluation.schema import QUESTIONS, VOTE_COLUMNS, WINNERS
 
 ARENA_REQUIRED = ("model_a", "model_b", "winner", "question", "rater_id", "prompt_id", "left")
+ARENA_BATTLE_REQUIRED = ("model_a", "model_b", "winner")
+DEFAULT_MAX_REJECTED_SHARE = 0.05
 LABEL_STUDIO_DATA = ("model_a", "model_b", "prompt_id", "question", "left")
 WINNER_ALIASES = {"model_a": "model_a", "model_b": "model_b", "tie": "tie", "tie (bothbad)": "tie"}
 TRUE_WORDS, FALSE_WORDS = {"true", "1", "yes", "t", "y"}, {"false", "0", "no", "f", "n", ""}
@@ -138,44 +150,129 @@ def votes_frame(rows: list[dict[str, Any]] | pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def _duplicate_key(vote: Mapping[str, Any], raw: Mapping[str, Any]) -> tuple[str, ...]:
+    """Votes with a task id (the platform's own tables) are duplicates on (rater, task); votes without one
+    (arena battles) on (rater, question, prompt, unordered pair, gold flag), so a swapped copy is caught."""
+    if not _is_missing(raw.get("task_id")):
+        return ("task", vote["rater_id"], vote["task_id"])
+    x, y = sorted((vote["model_a"], vote["model_b"]))
+    return ("pair", vote["rater_id"], vote["question"], vote["prompt_id"], x, y, str(vote["is_gold"]))
+
+
+def _duplicate_reason(key: tuple[str, ...], first_row: int, swapped: bool) -> str:
+    if key[0] == "task":
+        return f"duplicate vote: rater {key[1]!r} already voted on task {key[2]!r} (row {first_row})"
+    return (
+        f"duplicate vote: rater {key[1]!r} already voted on {key[4]!r} vs {key[5]!r} for prompt {key[3]!r}, "
+        f"question {key[2]!r} (row {first_row})" + (" with the models swapped" if swapped else "")
+    )
+
+
 def normalize_votes(
     records: Iterable[tuple[int, Mapping[str, Any]]], study_id: str = "imported", synthetic: bool = False
 ) -> ImportResult:
-    """(row_number, record) pairs -> good votes and rejected rows; a rater's second vote on a task is refused."""
+    """(row_number, record) pairs -> good votes and rejected rows; a rater's second vote on the same pair,
+    prompt and question (either side order) is refused."""
     good: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
-    first_seen: dict[tuple[str, str], int] = {}
+    first_seen: dict[tuple[str, ...], tuple[int, str]] = {}
     for row_number, raw in records:
         try:
             vote = normalize_vote(raw, study_id, synthetic)
-            key = (vote["rater_id"], vote["task_id"])
+            key = _duplicate_key(vote, raw)
             if key in first_seen:
-                raise RowRejected(
-                    f"duplicate vote: rater {key[0]!r} already voted on task {key[1]!r} (row {first_seen[key]})"
-                )
+                first_row, first_a = first_seen[key]
+                raise RowRejected(_duplicate_reason(key, first_row, first_a != vote["model_a"]))
         except RowRejected as exc:
             rejected.append({"row_number": row_number, "reason": str(exc)})
             continue
-        first_seen[key] = row_number
+        first_seen[key] = (row_number, vote["model_a"])
         good.append(vote)
     return ImportResult(votes_frame(good), pd.DataFrame(rejected, columns=REJECT_COLUMNS))
 
 
-# --- sources -----------------------------------------------------------------------------------------
-def import_arena_csv(uri: str, study_id: str = "imported", synthetic: bool = False) -> ImportResult:
-    """Arena-convention CSV (see module doc) -> votes; a missing required column refuses the whole file."""
-    try:
-        raw = pd.read_csv(_io.BytesIO(svd_io.read_bytes(uri)), dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InputError(f"{uri} is not a readable CSV ({exc}); export it again as UTF-8 CSV") from exc
-    missing = [c for c in ARENA_REQUIRED if c not in raw.columns]
+def check_rejected(result: ImportResult, source: str, max_share: float = DEFAULT_MAX_REJECTED_SHARE) -> None:
+    """Refuse `source` when more than `max_share` of its rows were rejected (the caller lists them)."""
+    total = len(result.votes) + len(result.rejected)
+    if total and len(result.rejected) / total > max_share:
+        raise InputError(
+            f"{len(result.rejected)} of {total} rows of {source} ({len(result.rejected) / total:.1%}) were "
+            f"rejected, above max_rejected_share={max_share:.0%}; fix the rows listed with their reasons, "
+            "or raise max_rejected_share if dropping them is intended"
+        )
+
+
+def arena_records(raw: pd.DataFrame, default_question: str = "overall") -> pd.DataFrame:
+    """An arena battle table -> the columns `normalize_vote` reads (see the module doc for the mapping)."""
+    missing = [c for c in ARENA_BATTLE_REQUIRED if c not in raw.columns]
+    if "rater_id" not in raw.columns and "judge" not in raw.columns:
+        missing.append("judge (or rater_id)")
     if missing:
         raise InputError(
-            f"{uri} lacks column(s) {missing}; an arena CSV needs {list(ARENA_REQUIRED)} "
-            f"(found {list(raw.columns)})"
+            f"the votes lack column(s) {missing}; an arena battle export has model_a, model_b, winner, "
+            f"judge (found {list(raw.columns)})"
         )
-    rows = ((i + 1, record) for i, record in enumerate(raw.to_dict(orient="records")))
+    frame = raw.copy()
+    text = frame.astype(object).where(frame.notna(), "")
+    if "rater_id" not in frame.columns:
+        frame["rater_id"] = text["judge"].astype(str)
+    if "prompt_id" not in frame.columns:
+        if "question_id" in frame.columns:
+            frame["prompt_id"] = text["question_id"].astype(str)
+        elif "prompt" in frame.columns:
+            frame["prompt_id"] = [
+                "prompt-" + hashlib.sha256(str(p).encode()).hexdigest()[:12] if str(p).strip() else ""
+                for p in text["prompt"]
+            ]
+        elif "tstamp" in frame.columns:
+            frame["prompt_id"] = [f"{r}@{t}" for r, t in zip(frame["rater_id"], text["tstamp"], strict=True)]
+        else:
+            frame["prompt_id"] = [f"row-{k + 1}" for k in range(len(frame))]
+    if "question" not in frame.columns:
+        frame["question"] = default_question
+    if "left" not in frame.columns:
+        frame["left"] = "model_a"  # arena battles show model_a on the left
+    if "created_at" not in frame.columns and "tstamp" in frame.columns:
+        stamps = pd.to_datetime(pd.to_numeric(frame["tstamp"], errors="coerce"), unit="s", utc=True)
+        frame["created_at"] = [s.isoformat() if pd.notna(s) else "" for s in stamps]
+    return frame
+
+
+def _read_table(uri: str) -> pd.DataFrame:
+    data = svd_io.read_bytes(uri)
+    lower = uri.lower()
+    try:
+        if lower.endswith(".parquet"):
+            return pd.read_parquet(_io.BytesIO(data))
+        if lower.endswith(".jsonl"):
+            return pd.read_json(_io.BytesIO(data), lines=True, dtype=False)
+        if lower.endswith(".json"):
+            records = json.loads(data)
+            if not isinstance(records, list):
+                raise InputError(f"{uri} must hold a JSON list of battles (the arena's battle export)")
+            return pd.DataFrame(records)
+        return pd.read_csv(_io.BytesIO(data), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError, OSError) as exc:
+        raise InputError(
+            f"{uri} is not a readable vote table ({exc}); export it again (CSV, JSON, JSONL, Parquet)"
+        ) from exc
+
+
+# --- sources -----------------------------------------------------------------------------------------
+def import_arena(
+    uri: str, study_id: str = "imported", synthetic: bool = False, question: str = "overall"
+) -> ImportResult:
+    """Arena battles (CSV, JSON, JSONL or Parquet; see the module doc) -> votes; rows checked one by one."""
+    if question not in QUESTIONS:
+        raise InputError(f"question {question!r} is unknown; use one of {list(QUESTIONS)}")
+    frame = arena_records(_read_table(uri), question)
+    rows = ((i + 1, record) for i, record in enumerate(frame.to_dict(orient="records")))
     return normalize_votes(rows, study_id, synthetic)
+
+
+def import_arena_csv(uri: str, study_id: str = "imported", synthetic: bool = False) -> ImportResult:
+    """Arena-convention CSV (see module doc) -> votes; a missing required column refuses the whole file."""
+    return import_arena(uri, study_id, synthetic)
 
 
 def _label_studio_rater(completed_by: Any) -> str | None:
@@ -259,15 +356,6 @@ def write_votes(votes: pd.DataFrame, uri: str) -> None:
 
 
 def load_votes(uri: str, study_id: str = "imported") -> ImportResult:
-    """A vote table from Parquet or (arena) CSV, every row re-checked against the vote contract."""
-    if uri.lower().endswith(".csv"):
-        return import_arena_csv(uri, study_id)
-    try:
-        frame = pd.read_parquet(_io.BytesIO(svd_io.read_bytes(uri)))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{uri} is not a Parquet vote table ({exc}); pass a .parquet or .csv file") from exc
-    missing = [c for c in ARENA_REQUIRED if c not in frame.columns]
-    if missing:
-        raise InputError(f"{uri} lacks vote column(s) {missing}; expected {VOTE_COLUMNS}")
-    rows = ((i + 1, record) for i, record in enumerate(frame.to_dict(orient="records")))
-    return normalize_votes(rows, study_id)
+    """A vote table from Parquet or CSV (the platform's columns, or an arena battle export), every row
+    re-checked against the vote contract; JSON / JSONL arena battle exports are read too."""
+    return import_arena(uri, study_id)

@@ -2,10 +2,12 @@
 
 Files (every one written atomically; `summary.json` goes last and lists the others, so its presence
 means the report is complete):
-  leaderboard.csv              model, rating, lower, upper (Elo, bootstrap interval), n_votes, ... (pooled)
+  leaderboard.csv              model, rating, lower, upper (Elo, rater x prompt cluster bootstrap interval),
+                               n_votes, ... (pooled)
   leaderboard_<question>.csv   the same per question
-  pairwise.csv                 per question (and `all`): wins, ties, win rate, Wilson interval, p-value
-  rater_quality.csv            gold accuracy per rater and whether the rater was excluded
+  pairwise.csv                 per question (and `all`): wins, ties, win rate, clustered interval, p-value
+                               (max of the clustered and the exact test), decisive votes, raters, prompts
+  rater_quality.csv            gold accuracy per rater, the exclusion test's p-value, whether excluded
   leaderboard.png, winrate_<question>.png, winrate_all.png
   summary.json                 counts, synthetic flag, warnings, position bias, agreement, config
 Every table carries a `synthetic` column and every plot title says so when the votes were synthetic.

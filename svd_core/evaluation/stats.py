@@ -1,19 +1,27 @@
-"""Pairwise preference statistics: win rates with Wilson intervals, exact binomial tests, position bias.
+"""Pairwise preference statistics: win rates with clustered intervals, exact binomial tests, position bias.
 
 Pairs are reported in a canonical orientation (model_x sorts before model_y) whatever side each vote
 listed them on. A win rate counts ties as half a win (as public arenas do); the exact binomial test uses
 decisive votes only, because a tie carries no evidence for either side.
+
+Votes sharing a rater or a prompt are correlated, so when a Bradley-Terry fit with its (rater x prompt)
+cluster bootstrap is given, each pair's interval is the union of the clustered bootstrap interval and the
+Wilson interval, and its p-value the larger of the clustered Wald test and the exact binomial test:
+clustering can only remove evidence, never add it (a 4-0 from one rater on one prompt stays p = 0.125).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from svd_core.evaluation.power import votes_still_needed
+
+if TYPE_CHECKING:
+    from svd_core.evaluation.bradley_terry import BradleyTerryFit
 
 PAIR_COLUMNS = [
     "model_x",
@@ -26,6 +34,11 @@ PAIR_COLUMNS = [
     "lower",
     "upper",
     "p_value",
+    "p_exact",
+    "p_cluster",
+    "decisive",
+    "raters",
+    "prompts",
     "decisive_needed",
     "more_votes_needed",
 ]
@@ -73,25 +86,63 @@ def pair_counts(votes: pd.DataFrame) -> pd.DataFrame:
     return counts
 
 
+def _distinct_per_pair(votes: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Distinct `column` values among each pair's decisive votes (0 where the column is absent)."""
+    a, b = votes["model_a"].to_numpy(str), votes["model_b"].to_numpy(str)
+    frame = pd.DataFrame({"model_x": np.where(a < b, a, b), "model_y": np.where(a < b, b, a)})
+    decisive = (votes["winner"] != "tie").to_numpy()
+    if column not in votes.columns:
+        return frame.drop_duplicates().assign(**{column: 0})
+    frame[column] = np.where(decisive, votes[column].astype(str).to_numpy(), None)
+    return frame.groupby(["model_x", "model_y"], sort=True)[column].nunique().reset_index()
+
+
 def pairwise_table(
-    votes: pd.DataFrame, confidence: float = 0.95, alpha: float = 0.05, power: float = 0.8
+    votes: pd.DataFrame,
+    confidence: float = 0.95,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    fit: BradleyTerryFit | None = None,
 ) -> pd.DataFrame:
-    """Win rate of model_x over model_y per pair with a Wilson interval, exact p-value and votes needed."""
+    """Win rate of model_x over model_y per pair with its interval, p-value, evidence and votes needed.
+
+    Without `fit`: Wilson interval (ties half) and exact binomial test on decisive votes. With a
+    Bradley-Terry `fit` of the same votes: the clustered bootstrap widens both (see the module doc).
+    `raters` / `prompts` count distinct raters / prompts among the pair's decisive votes.
+    """
     counts = pair_counts(votes)
     if counts.empty:
         return pd.DataFrame(columns=PAIR_COLUMNS)
     n = counts["wins_x"] + counts["wins_y"] + counts["ties"]
     successes = counts["wins_x"] + 0.5 * counts["ties"]
     lower, upper = wilson_interval(successes.to_numpy(), n.to_numpy(), confidence)
+    p_exact = np.array([binomial_test(r.wins_x, r.wins_x + r.wins_y) for r in counts.itertuples(index=False)])
+    p_cluster = np.full(len(counts), np.nan)
+    if fit is not None:
+        tests = counts[["model_x", "model_y"]].merge(
+            fit.pair_tests(confidence), on=["model_x", "model_y"], how="left"
+        )
+        p_cluster = tests["cluster_p"].to_numpy(np.float64)
+        lower = np.fmin(lower, tests["cluster_lower"].to_numpy(np.float64))
+        upper = np.fmax(upper, tests["cluster_upper"].to_numpy(np.float64))
     needed = [
         votes_still_needed(r.wins_x, r.wins_y, r.ties, alpha, power) for r in counts.itertuples(index=False)
     ]
+    evidence = counts[["model_x", "model_y"]]
+    for column, name in (("rater_id", "raters"), ("prompt_id", "prompts")):
+        distinct = _distinct_per_pair(votes, column).rename(columns={column: name})
+        evidence = evidence.merge(distinct, on=["model_x", "model_y"], how="left")
     return counts.assign(
         n=n,
         win_rate_x=successes / n,
         lower=lower,
         upper=upper,
-        p_value=[binomial_test(r.wins_x, r.wins_x + r.wins_y) for r in counts.itertuples(index=False)],
+        p_value=np.fmax(p_exact, p_cluster),
+        p_exact=p_exact,
+        p_cluster=p_cluster,
+        decisive=counts["wins_x"] + counts["wins_y"],
+        raters=evidence["raters"].fillna(0).astype(int).to_numpy(),
+        prompts=evidence["prompts"].fillna(0).astype(int).to_numpy(),
         decisive_needed=[d["decisive_needed"] for d in needed],
         more_votes_needed=[d["more_votes_needed"] for d in needed],
     )[PAIR_COLUMNS]
@@ -116,6 +167,10 @@ def pair_win_rate(pairwise: pd.DataFrame, model: str, opponent: str) -> dict[str
         "lower": float(1 - row["upper"] if flip else row["lower"]),
         "upper": float(1 - row["lower"] if flip else row["upper"]),
         "p_value": float(row["p_value"]),
+        "p_exact": float(row["p_exact"]),
+        "decisive": int(row["decisive"]),
+        "raters": int(row["raters"]),
+        "prompts": int(row["prompts"]),
     }
 
 

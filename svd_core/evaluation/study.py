@@ -2,9 +2,13 @@
 
 For every question, eval-set prompt and pair of models within an ablation axis there is one task, judged by
 `raters_per_pair` raters. Which model is shown on the left is drawn per task and recorded (`left`), so
-position bias can be measured and removed. Attention checks ("gold" tasks: a sample against a visibly
-degraded copy of itself, `model_a` the right answer) make up `gold_rate` of every queue. The design is a
-pure function of (eval set, samples, config): the same seed gives the same tasks and the same queues.
+position bias can be measured and removed. Attention checks ("gold" tasks, `model_a` the right answer) fit
+the question: for prompt following a sample against the same model's video of a *different* prompt (a
+degraded copy would follow the prompt just as well, making the honest answer a tie); for visual quality
+and overall preference a sample against a visibly degraded copy of itself. They make up about `gold_rate`
+of the tasks, and every rater gets at least `gold_per_rater` of them (a quota, so the binomial exclusion
+test in `rater_quality` has the checks it needs). The design is a pure function of (eval set, samples,
+config): the same seed gives the same tasks and the same queues.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from svd_core.evaluation.evalsets import EvalItem, EvalSet
 from svd_core.evaluation.imports import derive_task_id
 
 GOLD_SUFFIX = "~degraded"
+OFF_PROMPT_SUFFIX = "~offprompt"
+RESERVED_SUFFIXES = (GOLD_SUFFIX, OFF_PROMPT_SUFFIX)
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".gif")
 SIDES = ("model_a", "model_b")
 
@@ -168,9 +174,10 @@ def _check_samples(eval_set: EvalSet, samples: Mapping[str, Mapping[str, str]], 
                 f"model {model!r} lacks samples for {len(missing)} prompt(s) of eval set "
                 f"{eval_set.name}@{eval_set.version}, e.g. {missing[:3]}; generate them first"
             )
-        if GOLD_SUFFIX in model:
+        reserved = [suffix for suffix in RESERVED_SUFFIXES if suffix in model]
+        if reserved:
             raise InputError(
-                f"model name {model!r} contains {GOLD_SUFFIX!r}, reserved for gold copies; rename it"
+                f"model name {model!r} contains {reserved[0]!r}, reserved for attention checks; rename it"
             )
 
 
@@ -205,6 +212,32 @@ def _gold_count(n_regular: int, gold_rate: float) -> int:
     return round(n_regular * gold_rate / (1.0 - gold_rate))
 
 
+def _gold_task(
+    cfg: StudyConfig,
+    eval_set: EvalSet,
+    samples: Mapping[str, Mapping[str, str]],
+    combo: tuple[str, int, str],
+    rng: np.random.Generator,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One attention check fitting its question, and the degraded copy it needs (None for off-prompt)."""
+    question, item_index, model = combo
+    item = eval_set.items[item_index]
+    source = samples[model][item.prompt_id]
+    left = str(rng.choice(SIDES))
+    if question == "prompt_alignment" and len(eval_set.items) > 1:
+        other = eval_set.items[
+            (item_index + 1 + int(rng.integers(len(eval_set.items) - 1))) % len(eval_set.items)
+        ]
+        pair = (model, model + OFF_PROMPT_SUFFIX)
+        task = _task(cfg, question, item, pair, (source, samples[model][other.prompt_id]), left)
+        task["is_gold"] = True
+        return task, None
+    bad = degraded_uri(source, cfg.gold_dir)
+    task = _task(cfg, question, item, (model, model + GOLD_SUFFIX), (source, bad), left)
+    task["is_gold"] = True
+    return task, {"source_uri": source, "degraded_uri": bad, "seed": int(rng.integers(2**31))}
+
+
 def _gold_tasks(
     cfg: StudyConfig,
     eval_set: EvalSet,
@@ -213,22 +246,50 @@ def _gold_tasks(
     questions: list[str],
     n_regular: int,
     rng: np.random.Generator,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[tuple[str, int, str]]]:
+    """The gold pool (`gold_rate` of the tasks), its degraded copies, and the unused combos in random order
+    (what quota top-ups draw from)."""
     combos = list(itertools.product(questions, range(len(eval_set.items)), models))
+    order = [combos[k] for k in rng.permutation(len(combos))]
     n_gold = min(_gold_count(n_regular, cfg.gold_rate), len(combos))
     tasks, copies = [], []
-    for index in sorted(rng.choice(len(combos), size=n_gold, replace=False)) if n_gold else []:
-        question, item_index, model = combos[index]
-        item = eval_set.items[item_index]
-        source = samples[model][item.prompt_id]
-        bad = degraded_uri(source, cfg.gold_dir)
-        pair = (model, model + GOLD_SUFFIX)
-        task = _task(cfg, question, item, pair, (source, bad), str(rng.choice(SIDES)))
-        task["is_gold"] = True
+    for combo in sorted(order[:n_gold], key=combos.index):
+        task, copy = _gold_task(cfg, eval_set, samples, combo, rng)
         tasks.append(task)
-        copies.append({"source_uri": source, "degraded_uri": bad, "seed": int(rng.integers(2**31))})
-    unique_copies = list({c["degraded_uri"]: c for c in copies}.values())
-    return tasks, unique_copies
+        copies.extend([copy] if copy else [])
+    return tasks, copies, order[n_gold:]
+
+
+def _top_up_gold(
+    assignment: dict[str, list[str]],
+    gold: list[dict[str, Any]],
+    spare: list[tuple[str, int, str]],
+    make: Any,
+    quota: int,
+    rng: np.random.Generator,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Give every rater at least `quota` distinct checks: existing gold tasks first, new ones from `spare`.
+
+    Returns the new gold tasks and copies; queues are reshuffled so the checks do not cluster at the end.
+    """
+    new_tasks: list[dict[str, Any]] = []
+    new_copies: list[dict[str, Any]] = []
+    for rater, queue in assignment.items():
+        have = {t["task_id"] for t in gold if t["task_id"] in set(queue)}
+        candidates = [t["task_id"] for t in [*gold, *new_tasks] if t["task_id"] not in have]
+        while len(have) < quota:
+            if not candidates:
+                if not spare:
+                    break  # the eval set allows no more distinct checks
+                task, copy = make(spare.pop(0))
+                new_tasks.append(task)
+                new_copies.extend([copy] if copy else [])
+                candidates.append(task["task_id"])
+            pick = candidates.pop(int(rng.integers(len(candidates))))
+            queue.append(pick)
+            have.add(pick)
+        assignment[rater] = [queue[i] for i in rng.permutation(len(queue))]
+    return new_tasks, new_copies
 
 
 def assign_raters(task_ids: list[str], cfg: StudyConfig, rng: np.random.Generator) -> dict[str, list[str]]:
@@ -261,9 +322,21 @@ def design_study(
             for pair in study_pairs(cfg, models):
                 uris = (samples[pair[0]][item.prompt_id], samples[pair[1]][item.prompt_id])
                 tasks.append(_task(cfg, question, item, pair, uris, str(rng.choice(SIDES))))
-    gold, copies = _gold_tasks(cfg, eval_set, samples, models, questions, len(tasks), rng)
+    gold, copies, spare = _gold_tasks(cfg, eval_set, samples, models, questions, len(tasks), rng)
     tasks.extend(gold)
     assignment = assign_raters([t["task_id"] for t in tasks], cfg, rng)
+    if cfg.gold_per_rater:
+        extra, extra_copies = _top_up_gold(
+            assignment,
+            gold,
+            spare,
+            lambda combo: _gold_task(cfg, eval_set, samples, combo, rng),
+            cfg.gold_per_rater,
+            rng,
+        )
+        tasks.extend(extra)
+        copies.extend(extra_copies)
+    copies = list({c["degraded_uri"]: c for c in copies}.values())
     meta = {
         "eval_set": {"name": eval_set.name, "version": eval_set.version},
         "models": models,

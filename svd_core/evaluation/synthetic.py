@@ -131,21 +131,39 @@ def simulate_bradley_terry_votes(
     tie_rate: float = 0.0,
     n_raters: int = 10,
     scale: float = 400.0,
+    n_prompts: int = 1,
+    rater_sd: float = 0.0,
+    prompt_sd: float = 0.0,
 ) -> pd.DataFrame:
     """Votes drawn from a known Bradley-Terry model (Elo `ratings`): for tests, power studies, benchmarks.
 
-    Pairs are uniform over distinct models, sides uniform; a vote is a tie with probability `tie_rate`
-    (which shrinks the fitted differences), otherwise model_a wins with probability
-    1 / (1 + 10^((R_b - R_a) / scale)). Votes are flagged synthetic.
+    Pairs are uniform over distinct models, sides uniform, raters uniform over `n_raters` and prompts over
+    `n_prompts`; a vote is a tie with probability `tie_rate` (which shrinks the fitted differences),
+    otherwise model_a wins with probability 1 / (1 + 10^((R_b - R_a) / scale)). With `rater_sd` /
+    `prompt_sd` > 0 (Elo points) every rater and every prompt shifts each model's rating by its own
+    N(0, sd^2) draw (raters' tastes, prompts' difficulty), so votes sharing a rater or a prompt are
+    correlated: the population-level truth is then `marginal_truth`. Votes are flagged synthetic.
     """
     models = list(ratings)
     if len(models) < 2 or n_votes < 1:
         raise InputError("simulation needs at least two models and one vote")
+    if n_raters < 1 or n_prompts < 1 or rater_sd < 0 or prompt_sd < 0:
+        raise InputError("n_raters and n_prompts must be >= 1 and rater_sd, prompt_sd >= 0")
     rng = np.random.default_rng(seed)
     strength = np.array([ratings[m] for m in models], dtype=np.float64)
     a = rng.integers(0, len(models), n_votes)
     b = (a + rng.integers(1, len(models), n_votes)) % len(models)
-    p_a = 1.0 / (1.0 + 10.0 ** ((strength[b] - strength[a]) / scale))
+    effects = np.random.default_rng([seed, 1])  # a second stream: the plain simulation stays unchanged
+    prompt = effects.integers(0, n_prompts, n_votes)
+    rater = rng.integers(0, n_raters, n_votes)
+    shift = np.zeros((n_votes, len(models)))
+    if rater_sd > 0:
+        shift += effects.normal(0.0, rater_sd, (n_raters, len(models)))[rater]
+    if prompt_sd > 0:
+        shift += effects.normal(0.0, prompt_sd, (n_prompts, len(models)))[prompt]
+    rows = np.arange(n_votes)
+    diff = (strength[b] + shift[rows, b]) - (strength[a] + shift[rows, a])
+    p_a = 1.0 / (1.0 + 10.0 ** (diff / scale))
     outcome = np.where(rng.random(n_votes) < p_a, "model_a", "model_b")
     outcome = np.where(rng.random(n_votes) < tie_rate, "tie", outcome)
     names = np.array(models, dtype=object)
@@ -154,8 +172,8 @@ def simulate_bradley_terry_votes(
             "study_id": "simulated",
             "task_id": [f"sim-{k}" for k in range(n_votes)],
             "question": question,
-            "rater_id": [f"sim-rater-{r}" for r in rng.integers(0, n_raters, n_votes)],
-            "prompt_id": "sim",
+            "rater_id": [f"sim-rater-{r}" for r in rater],
+            "prompt_id": [f"sim-prompt-{p}" for p in prompt] if n_prompts > 1 else "sim",
             "model_a": names[a],
             "model_b": names[b],
             "left": np.where(rng.random(n_votes) < 0.5, "model_a", "model_b"),
@@ -166,3 +184,28 @@ def simulate_bradley_terry_votes(
         }
     )
     return votes_frame(frame)
+
+
+def marginal_truth(
+    ratings: Mapping[str, float], effect_sd: float = 0.0, tie_rate: float = 0.0, scale: float = 400.0
+) -> np.ndarray:
+    """Population-level Bradley-Terry ratings (Elo, mean 1000, in `ratings` order) of votes simulated with
+    per-rater / per-prompt effects of total standard deviation `effect_sd` = sqrt(rater_sd^2 + prompt_sd^2).
+
+    Averaged over raters and prompts, P(a beats b) = E[sigmoid(d + Z)] with Z ~ N(0, 2 effect_sd^2)
+    (Gauss-Hermite), which is flatter than sigmoid(d); the truth a pooled fit estimates is the
+    Bradley-Terry fit to those marginal win rates over uniformly drawn pairs.
+    """
+    from svd_core.evaluation.bradley_terry import fit_log_strengths, to_elo
+
+    models = list(ratings)
+    per_point = np.log(10.0) / scale
+    strength = np.array([ratings[m] for m in models]) * per_point
+    i, j = np.triu_indices(len(models), 1)
+    nodes, weights = np.polynomial.hermite_e.hermegauss(80)
+    z = nodes * np.sqrt(2.0) * effect_sd * per_point
+    p = (weights[None, :] / weights.sum() / (1.0 + np.exp(-(strength[i] - strength[j])[:, None] - z))).sum(1)
+    p = (1.0 - tie_rate) * p + tie_rate / 2.0
+    counts = np.stack([p, 1.0 - p, np.zeros_like(p)], axis=1) * 1e6
+    theta, _ = fit_log_strengths(i, j, counts, len(models), prior=0.0)
+    return to_elo(theta[0], scale)

@@ -78,10 +78,9 @@ def _save_components(components: Components, folder: Path, class_name: str) -> N
     for name, component in parts.items():
         if component is None:
             continue
-        if isinstance(component, torch.nn.Module):
-            component.save_pretrained(folder / name, safe_serialization=True)
-        else:
-            component.save_pretrained(folder / name)
+        # Models are saved as safetensors; processors, tokenizers and schedulers take no such option.
+        options = {"safe_serialization": True} if isinstance(component, torch.nn.Module) else {}
+        component.save_pretrained(folder / name, **options)
         index[name] = [_library_of(component), _class_name(component)]
     (folder / MODEL_INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from diffusers import UNetSpatioTemporalConditionModel
+from diffusers import UNet2DConditionModel, UNetSpatioTemporalConditionModel
 from diffusers.models.attention import TemporalBasicTransformerBlock
 from diffusers.models.resnet import AlphaBlender, TemporalResnetBlock
 
@@ -74,7 +74,7 @@ def video_twin_config(image_config: Mapping[str, Any], in_channels: int | None =
     }
 
 
-def align_norm_eps(image_unet: torch.nn.Module) -> int:
+def align_norm_eps(image_unet: UNet2DConditionModel) -> int:
     """Give the 2D UNet's GroupNorms the eps its video twin uses; returns how many changed.
 
     diffusers' spatio-temporal blocks hard-code resnet eps (1e-6 in CrossAttnDownBlockSpatioTemporal, 1e-5
@@ -119,7 +119,7 @@ def _identity_targets(name: str, module: torch.nn.Module) -> list[torch.nn.Modul
         targets = [_last_linear(module.ff_in), module.attn1.to_out[0], _last_linear(module.ff)]
         return [*targets, module.attn2.to_out[0]] if module.attn2 is not None else targets
     if name.endswith("time_pos_embed") or name == "add_embedding":
-        return [module.linear_2]
+        return [module.get_submodule("linear_2")]
     return []
 
 

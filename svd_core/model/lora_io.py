@@ -21,7 +21,7 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from peft import LoraConfig
@@ -241,7 +241,8 @@ def unload_adapter(unet: torch.nn.Module, name: str) -> None:
     if name not in loaded_adapters(unet):
         raise InputError(f"adapter {name!r} is not loaded; loaded: {loaded_adapters(unet)}")
     delete_adapter(unet, name, prefix=LORA_PREFIX)
-    del unet.peft_config[name]
+    # peft keeps a plain dict attribute on the module; the torch stub types unknown attributes as Tensor | Module.
+    del cast(dict[str, Any], unet.peft_config)[name]
     remaining = loaded_adapters(unet)
     if remaining:
         set_adapter(unet, remaining, inference_mode=True)

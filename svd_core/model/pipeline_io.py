@@ -37,7 +37,7 @@ MODEL_INDEX = "model_index.json"
 MODEL_INFO = "svd_model.json"
 """Our metadata beside model_index.json: stage, conditioning, preset, frames, resolution, config hash."""
 
-LOADABLE: dict[str, type] = {
+LOADABLE: dict[str, type[Any]] = {
     "UNetSpatioTemporalConditionModel": UNetSpatioTemporalConditionModel,
     "UNet2DConditionModel": UNet2DConditionModel,
     "AutoencoderKLTemporalDecoder": AutoencoderKLTemporalDecoder,
@@ -174,7 +174,8 @@ def sample_text_to_video(
     classifier-free guidance against zero context (what training's context dropout shows the model)."""
     if components.tokenizer is None or components.text_encoder is None:
         raise InputError("these components have no text encoder/tokenizer; load a text-mode pipeline folder")
-    unet, vae = components.unet, components.vae
+    unet: UNetSpatioTemporalConditionModel = components.unet
+    vae = components.vae
     device, dtype = unet.device, unet.dtype
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     if height % factor or width % factor:

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -85,6 +85,21 @@ def find_resume_point(run_dir: Path) -> Path | None:
     """The newest complete checkpoint of `run_dir`, or None. Incomplete folders are never returned."""
     complete = [path for _, path in step_dirs(checkpoint_root(run_dir)) if is_complete(path)]
     return complete[-1] if complete else None
+
+
+def discard_unresumable_metrics(run_dir: Path, resume: bool = True) -> int:
+    """Drop the metrics rows a (re)started run will not keep: those after the checkpoint it resumes from
+    (a crashed attempt's last steps, which the resumed run trains again), or all of them for a run that
+    starts from step 0. Called before the ranks start, so that anyone following the file (the launcher's
+    `on_metrics`, an MLflow logger) only ever sees the run's final history; the trainer does the same on
+    resume. Returns how many rows were dropped."""
+    from svd_core.training.metrics import METRICS_FILE, truncate_after
+
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return 0
+    step_dir = find_resume_point(run_dir) if resume else None
+    return truncate_after(path, read_info(step_dir).step if step_dir is not None else 0)
 
 
 def check_compatible(info: CheckpointInfo, step_dir: Path, world_size: int, zero_stage: int) -> None:
@@ -187,7 +202,9 @@ def make_info(step: int, world_size: int, zero_stage: int, position: DataPositio
 
 def capture_rng_state(generator: torch.Generator) -> dict[str, Any]:
     """Every random stream a rank draws from: torch (CPU, CUDA), numpy, python, and the noise generator."""
-    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    # The global RandomState is MT19937, so the legacy form is always the 5-tuple (the stub allows a dict).
+    np_state = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state(legacy=True))
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np_state
     py_version, py_internal, py_gauss = random.getstate()
     return {
         "torch": torch.get_rng_state(),
@@ -231,7 +248,7 @@ class BatchStream:
         from torch.utils.data import DistributedSampler
 
         self.dataset, self.cfg, self.device = dataset, cfg, device
-        self.sampler = DistributedSampler(
+        self.sampler: DistributedSampler[int] = DistributedSampler(
             dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True
         )
         self.batches_per_epoch = len(self.sampler) // cfg.micro_batch_size
@@ -254,6 +271,8 @@ class BatchStream:
             self.position = DataPosition(self.position.epoch + 1, 0)
         mbs = self.cfg.micro_batch_size
         self.sampler.set_epoch(self.position.epoch)
+        if hasattr(self.dataset, "set_epoch"):  # per-epoch augmentation draws (before workers copy it)
+            self.dataset.set_epoch(self.position.epoch)
         indices = list(self.sampler)[self.position.batch * mbs : self.batches_per_epoch * mbs]
         loader = DataLoader(
             self.dataset,

@@ -2,7 +2,7 @@
 
 What is trained (model, data, objective) is a `TrainTask`'s business; this config only says how. Defaults
 follow the SVD paper's image-to-video finetune (arXiv 2311.15127, section 4 and appendix D): AdamW at lr 3e-5,
-EMA 0.9999. The total batch is `micro_batch_size * gradient_accumulation_steps * ranks` (paper: 768).
+EMA 0.9999. The global batch (`global_batch_size`, paper: 768) is the unit; accumulation is derived from it.
 """
 
 from __future__ import annotations
@@ -22,11 +22,18 @@ class TrainerConfig(StageConfig):
     max_steps: int = Field(50_000, ge=1)
     """Optimizer steps to train for (paper: 50k for each image-to-video finetune, 12k for SVD-MV)."""
 
-    micro_batch_size: int = Field(1, ge=1)
-    """Samples per rank per forward/backward (paper: ~1 at 576x1024 on an A100-80GB)."""
+    global_batch_size: int | None = Field(None, ge=1)
+    """Samples per optimizer step over all ranks: the unit of the recipe (paper: 1536 video pretraining,
+    768 finetunes, 16 SVD-MV). Accumulation is derived as global / (micro_batch_size * ranks), so changing
+    `ranks` keeps the recipe; a global batch that is not a multiple of micro * ranks is an error. None:
+    micro_batch_size * gradient_accumulation_steps * ranks (small runs where the batch does not matter)."""
 
-    gradient_accumulation_steps: int = Field(1, ge=1)
-    """Micro-batches accumulated per optimizer step; total batch = micro * accumulation * ranks."""
+    micro_batch_size: int = Field(1, ge=1)
+    """Samples per rank per forward/backward: what fits one GPU (bench/bench_activation_memory.py)."""
+
+    gradient_accumulation_steps: int | None = Field(None, ge=1)
+    """Micro-batches accumulated per optimizer step. None: derived from `global_batch_size` (1 without
+    it); set it only without a global batch, or to the same value (else the mismatch is an error)."""
 
     # --- optimiser (AdamW) ----------------------------------------------------------------------------
     lr: float = Field(3e-5, gt=0)
@@ -82,6 +89,13 @@ class TrainerConfig(StageConfig):
     """ZeRO-3 keeps parameters with fewer elements than this gathered on every rank (saves tiny
     all-gathers of norms and biases at a small memory cost); 0 partitions every parameter."""
 
+    gradient_checkpointing: bool = False
+    """Activation checkpointing over every spatial and temporal resnet/transformer layer of the UNet
+    (`svd_core.training.activation_checkpointing`): each layer keeps only its inputs and is recomputed in
+    backward, about one extra forward of compute. Measured (bench/bench_activation_memory.py) it keeps the
+    paper presets inside 80 GB per GPU; off by default because the tiny CPU presets fit without it and run
+    faster, on in every `svd`-preset config."""
+
     # --- EMA ------------------------------------------------------------------------------------------
     ema: bool = True
     """Keep an exponential moving average of the weights (paper: EMA 0.9999 for the high-res finetunes).
@@ -89,6 +103,11 @@ class TrainerConfig(StageConfig):
 
     ema_decay: float = Field(0.9999, gt=0, lt=1)
     """EMA decay per optimizer step (paper: 0.9999)."""
+
+    ema_warmup: bool = True
+    """Warm the EMA up as generative-models' LitEma does: the decay of update t is min(ema_decay,
+    (1 + t) / (10 + t)), so the average follows the weights early instead of staying near the initial
+    model for ~1/(1 - 0.9999) = 10k steps."""
 
     export_weights: Literal["auto", "final", "ema"] = "auto"
     """Which weights `export` writes: the EMA (`auto` when `ema` is on) or the final optimizer weights."""
@@ -123,6 +142,12 @@ class TrainerConfig(StageConfig):
     log_every: int = Field(10, ge=1)
     """Append a metrics row (loss, lr, grad_norm, samples_per_s, step_time_s) every N steps."""
 
+    launcher: Literal["local", "torchrun"] = "local"
+    """How one machine's ranks start. `local`: the launcher spawns one process per rank itself (own log and
+    process group per rank). `torchrun`: PyTorch's launcher (`torch.distributed.run --standalone`) starts
+    them; ranks still write their own logs and error reports. (Elastic restarts are not offered: on CPU/gloo
+    the restarted ranks failed to rendezvous - resume by running again instead.)"""
+
     hostfile: Path | None = None
     """DeepSpeed hostfile (`host slots=N` per line) for multi-node runs, launched with `deepspeed
     --hostfile`; the run directory must be on storage every node sees. None: all ranks on this machine."""
@@ -137,14 +162,47 @@ class TrainerConfig(StageConfig):
             )
         if self.export_weights == "ema" and not self.ema:
             raise ValueError("export_weights=ema needs ema=true; set ema=true or export_weights=final")
+        self._check_batch()
+        if self.launcher == "torchrun" and self.hostfile is not None:
+            raise ValueError(
+                "launcher=torchrun starts one machine's ranks; with a hostfile use launcher=local"
+            )
         if self.warmup_steps > self.max_steps:
             raise ValueError(f"warmup_steps={self.warmup_steps} exceeds max_steps={self.max_steps}; lower it")
         return self
 
+    def _check_batch(self) -> None:
+        per_pass = self.micro_batch_size * self.ranks
+        if self.global_batch_size is None:
+            return
+        if self.global_batch_size % per_pass:
+            lower = max(per_pass, self.global_batch_size // per_pass * per_pass)
+            raise ValueError(
+                f"global_batch_size={self.global_batch_size} is not a multiple of micro_batch_size="
+                f"{self.micro_batch_size} x ranks={self.ranks} = {per_pass}; use global_batch_size={lower} or "
+                f"{(self.global_batch_size // per_pass + 1) * per_pass}, or change micro_batch_size/ranks"
+            )
+        derived = self.global_batch_size // per_pass
+        if self.gradient_accumulation_steps is not None and self.gradient_accumulation_steps != derived:
+            raise ValueError(
+                f"gradient_accumulation_steps={self.gradient_accumulation_steps} but global_batch_size="
+                f"{self.global_batch_size} / (micro_batch_size={self.micro_batch_size} x ranks={self.ranks}) "
+                f"= {derived}; drop gradient_accumulation_steps (it is derived) or fix global_batch_size"
+            )
+
     @property
-    def global_batch_size(self) -> int:
-        """Samples per optimizer step over all ranks."""
-        return self.micro_batch_size * self.gradient_accumulation_steps * self.ranks
+    def accumulation_steps(self) -> int:
+        """Micro-batches per optimizer step: set, derived from the global batch, or 1."""
+        if self.gradient_accumulation_steps is not None:
+            return self.gradient_accumulation_steps
+        if self.global_batch_size is not None:
+            return self.global_batch_size // (self.micro_batch_size * self.ranks)
+        return 1
+
+    @property
+    def total_batch_size(self) -> int:
+        """Samples per optimizer step over all ranks (the global batch, given or implied)."""
+        return self.micro_batch_size * self.accumulation_steps * self.ranks
 
     @property
     def exports_ema(self) -> bool:

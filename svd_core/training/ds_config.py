@@ -80,8 +80,8 @@ def build_ds_config(
     precision = resolve_precision(cfg, device)
     return {
         "train_micro_batch_size_per_gpu": cfg.micro_batch_size,
-        "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
-        "train_batch_size": cfg.micro_batch_size * cfg.gradient_accumulation_steps * world_size,
+        "gradient_accumulation_steps": cfg.accumulation_steps,
+        "train_batch_size": cfg.micro_batch_size * cfg.accumulation_steps * world_size,
         "gradient_clipping": 0.0 if trainer_clips_gradients(cfg, precision) else cfg.grad_clip,
         "optimizer": {
             "type": "AdamW",

@@ -94,16 +94,25 @@ def gather_full_state_dict(engine: Any, rank: int) -> dict[str, torch.Tensor]:
 class ShardedEma:
     """EMA of this rank's fp32 master tensors: `shadow = decay * shadow + (1 - decay) * master`."""
 
-    def __init__(self, masters: list[torch.Tensor], decay: float) -> None:
+    def __init__(self, masters: list[torch.Tensor], decay: float, warmup: bool = False) -> None:
         self.masters = masters
         self.decay = decay
+        self.warmup = warmup
         self.num_updates = 0
         self.shadow = [m.detach().to(torch.float32, copy=True) for m in masters]
+
+    def current_decay(self) -> float:
+        """Decay of the next update: `decay`, or with warm-up min(decay, (1 + t) / (10 + t)) at update t
+        (generative-models' LitEma with use_num_updates; t counts from 1)."""
+        if not self.warmup:
+            return self.decay
+        t = self.num_updates + 1
+        return min(self.decay, (1 + t) / (10 + t))
 
     @torch.no_grad()
     def update(self) -> None:
         current = [m.detach().float() for m in self.masters]
-        torch._foreach_lerp_(self.shadow, current, 1.0 - self.decay)
+        torch._foreach_lerp_(self.shadow, current, 1.0 - self.current_decay())
         self.num_updates += 1
 
     def numel(self) -> int:

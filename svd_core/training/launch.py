@@ -6,6 +6,8 @@ the `deepspeed` launcher, because then we own every process: each rank gets its 
 its own process group that we can kill as a whole, and we notice the first rank that dies (the
 `deepspeed` launcher interleaves all ranks' output and exits with a bare return code).
 
+`launcher=torchrun`: PyTorch's launcher (`torch.distributed.run`) starts this machine's ranks instead.
+
 Several machines (`cfg.hostfile`): `deepspeed --hostfile` (pdsh/ssh) starts the same module on every node
 with the same environment variables; ranks then write their own logs, so both paths report alike. The run
 directory (job file, logs, checkpoints) must be on storage that every node sees.
@@ -64,7 +66,7 @@ _GRACE_S = 3.0  # after a rank fails, time for the others to fail on their own a
 
 @dataclass
 class _Rank:
-    """One supervised child: a rank (local spawn) or the deepspeed launcher (rank None)."""
+    """One supervised child: a rank (local spawn) or the deepspeed or torchrun launcher (rank None)."""
 
     rank: int | None
     process: subprocess.Popen
@@ -87,12 +89,15 @@ def launch(
     hosts = validate_launch(task_factory, task_config, cfg, run_dir)
     with _run_dir_lock(run_dir):
         job = write_job(task_factory, task_config, cfg, run_dir)
+        ckpt.discard_unresumable_metrics(run_dir, cfg.resume)  # on_metrics sees only the final history
         (run_dir / RESULT_FILE).unlink(missing_ok=True)
         for stale in (run_dir / LOG_DIR).glob("rank-*.error.json"):
             stale.unlink()
         children: list[_Rank] = []
         try:
-            if hosts is None:
+            if hosts is None and cfg.launcher == "torchrun":
+                children = [_spawn_torchrun(job, cfg, run_dir)]
+            elif hosts is None:
                 children = _spawn_local(job, cfg, run_dir)
             else:
                 children = [_spawn_deepspeed(job, cfg, run_dir, hosts)]
@@ -234,6 +239,24 @@ def _spawn_local(job: Path, cfg: TrainerConfig, run_dir: Path) -> list[_Rank]:
     return children
 
 
+def _spawn_torchrun(job: Path, cfg: TrainerConfig, run_dir: Path) -> _Rank:
+    """`torch.distributed.run` starts the ranks (a c10d rendezvous on a free local port); each rank writes
+    its own log and error report as with the local spawn. No restarts: the restarted ranks failed gloo's
+    connectFullMesh on CPU, so a failed run is resumed by running it again."""
+    command = [sys.executable, "-u", "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc-per-node", str(cfg.ranks), "--max-restarts", "0"]
+    command += ["--module", "svd_core.training.launch", "--job", str(job), "--redirect-logs"]
+    (run_dir / LOG_DIR).mkdir(parents=True, exist_ok=True)
+    log_path = run_dir / LOG_DIR / "launcher.log"
+    env = _child_env(cfg, cfg.ranks)
+    env.update(LOCAL_SIZE=str(cfg.ranks))
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    return _Rank(None, process, log_path)
+
+
 def _spawn_deepspeed(job: Path, cfg: TrainerConfig, run_dir: Path, hosts: dict[str, int]) -> _Rank:
     local_only = set(hosts) <= {"localhost", "127.0.0.1"}
     master = "127.0.0.1" if local_only else next(iter(hosts))
@@ -260,8 +283,9 @@ def _supervise(
     """Wait for all children; on the first failure give the rest a moment, then kill them and raise."""
     tail = MetricsTail(run_dir / METRICS_FILE)
     while True:
-        for row in tail.new_rows() if on_metrics else ():
-            on_metrics(row)
+        if on_metrics:
+            for row in tail.new_rows():
+                on_metrics(row)
         failed = [c for c in children if c.process.poll() not in (None, 0)]
         if failed:
             deadline = time.monotonic() + _GRACE_S
@@ -275,14 +299,15 @@ def _supervise(
             _kill_all(children)
             raise _failure_error(silent[0] if silent else failed[0], run_dir, prefer_reports=not silent)
         if all(c.process.poll() == 0 for c in children):
-            for row in tail.new_rows() if on_metrics else ():
-                on_metrics(row)
+            if on_metrics:
+                for row in tail.new_rows():
+                    on_metrics(row)
             return
         time.sleep(poll_s)
 
 
 def _has_report(child: _Rank, run_dir: Path) -> bool:
-    if child.rank is None:  # the deepspeed launcher: reports, if any, come from its ranks
+    if child.rank is None:  # deepspeed or torchrun: reports, if any, come from its ranks
         return any((run_dir / LOG_DIR).glob("rank-*.error.json"))
     return (run_dir / LOG_DIR / f"rank-{child.rank}.error.json").is_file()
 
@@ -327,7 +352,7 @@ def _failure_error(culprit: _Rank, run_dir: Path, prefer_reports: bool) -> error
         code = culprit.process.returncode
         detail = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
     tail = " | ".join(last_log_lines(log_path))
-    who = f"rank {rank}" if rank is not None else "the deepspeed launcher"
+    who = f"rank {rank}" if rank is not None else "the rank launcher (deepspeed or torchrun)"
     return TrainingFailedError(
         _one_line(f"{who} failed: {detail}; last log lines: {tail}; full log: {log_path}")
     )
@@ -374,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     run_dir, rank = Path(job["run_dir"]), int(os.environ.get("RANK", "0"))
     if args.redirect_logs:
         _redirect_output(run_dir / LOG_DIR / f"rank-{rank}.log")
+    starter = "torchrun" if "TORCHELASTIC_RUN_ID" in os.environ else "svd launcher or deepspeed"
+    print(f"rank {rank} of {os.environ.get('WORLD_SIZE', '1')} started by {starter}", flush=True)
     try:
         cfg = TrainerConfig.model_validate(job["cfg"])
         train(job["task_factory"], job["task_config"], cfg, run_dir)

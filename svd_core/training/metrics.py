@@ -206,6 +206,8 @@ class TrainResult:
     memory_per_rank: list[dict[str, int | None]]
     """Per rank: `state_bytes` (live tensors after backward of this invocation's 2nd step: weights, grads,
     masters, Adam moments, EMA), `peak_rss_bytes` (process high-water mark), `peak_cuda_bytes` (GPU only)."""
+    checkpointed_layers: int = 0
+    """Layers under activation checkpointing (`trainer.gradient_checkpointing`); 0 when it is off."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -219,9 +221,10 @@ def local_param_numel(module: torch.nn.Module) -> tuple[int, int]:
     """(elements this rank holds, elements in the model): ZeRO-3 partitions vs the full parameters."""
     local = total = 0
     for param in module.parameters():
-        if hasattr(param, "ds_tensor"):
-            local += param.ds_tensor.numel()
-            total += param.ds_numel
+        if hasattr(param, "ds_tensor"):  # a ZeRO-3 partition: DeepSpeed adds ds_tensor and ds_numel
+            zero_param: Any = param
+            local += zero_param.ds_tensor.numel()
+            total += zero_param.ds_numel
         else:
             local += param.numel()
             total += param.numel()

@@ -33,6 +33,7 @@ import torch.distributed as dist
 from svd_core.device import resolve_device
 from svd_core.errors import ConfigError, InputError, SvdError
 from svd_core.training import checkpoint as ckpt
+from svd_core.training.activation_checkpointing import CHECKPOINTED_LAYERS, enable_activation_checkpointing
 from svd_core.training.config import TrainerConfig
 from svd_core.training.ds_config import (
     build_ds_config,
@@ -207,6 +208,7 @@ class _LoopState:
     last_loss: float | None = None
     last_checkpoint: Path | None = None
     state_bytes: int | None = None
+    checkpointed_layers: int = 0
 
 
 def _train_rank(
@@ -223,6 +225,12 @@ def _train_rank(
     task = load_task(task_factory, task_config)
     seed_everything(cfg.seed)  # identical init on every rank: ZeRO-3 keeps each rank's own slice
     model = task.build_model()
+    checkpointed = enable_activation_checkpointing(model) if cfg.gradient_checkpointing else 0
+    if cfg.gradient_checkpointing and checkpointed == 0:
+        raise ConfigError(
+            f"trainer.gradient_checkpointing=true but {type(model).__name__} has none of the layers it "
+            f"checkpoints ({sorted(CHECKPOINTED_LAYERS)}); set trainer.gradient_checkpointing=false"
+        )
     stream = ckpt.BatchStream(task.build_dataset(), cfg, rank, world, device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     engine, *_ = deepspeed.initialize(
@@ -233,7 +241,7 @@ def _train_rank(
     )
     if world == 1 and cfg.zero_stage == 0:
         engine.enable_backward_allreduce = False  # an all-reduce over one rank only copies the gradients
-    ema = ShardedEma(local_master_tensors(engine), cfg.ema_decay) if cfg.ema else None
+    ema = ShardedEma(local_master_tensors(engine), cfg.ema_decay, cfg.ema_warmup) if cfg.ema else None
     generator = torch.Generator(device=device)
     generator.manual_seed(rank_seed(cfg.seed, rank))
     seed_everything(rank_seed(cfg.seed, rank))
@@ -245,6 +253,7 @@ def _train_rank(
     if rank == 0 and resumed_from is not None:
         truncate_after(metrics.path, resumed_from)
 
+    state.checkpointed_layers = checkpointed
     _run_steps(engine, task, stream, generator, ema, metrics, cfg, run_dir, state, rank, world)
     finished = state.step >= cfg.max_steps
     export_dir = _export(engine, task, ema, cfg, run_dir, rank) if finished else None
@@ -300,7 +309,7 @@ def _run_steps(engine, task, stream, generator, ema, metrics, cfg, run_dir, stat
         if ema is not None:
             ema.update()
         state.last_loss = sum(losses) / len(losses)
-        metrics.add(state.last_loss, time.perf_counter() - started, cfg.global_batch_size)
+        metrics.add(state.last_loss, time.perf_counter() - started, cfg.total_batch_size)
         stopping = state.step >= cfg.max_steps or steps_this_run == cfg.stop_after
         if state.step % cfg.log_every == 0 or stopping:
             grad_norm = own_norm if own_norm is not None else _grad_norm(engine)
@@ -315,18 +324,18 @@ def _accumulate_and_check(engine, task, stream, generator, cfg, state, run_dir, 
     """Forward/backward all micro-batches; return each rank's mean loss, raising (on every rank) if any
     is not finite, before the boundary `engine.step()` could apply NaN gradients."""
     loss_sum = torch.zeros((), dtype=torch.float32, device=stream.device)
-    for micro in range(cfg.gradient_accumulation_steps):
+    for micro in range(cfg.accumulation_steps):
         batch = stream.next_batch()
         loss = task.compute_loss(engine, batch, generator)
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             raise TypeError(f"compute_loss must return a scalar tensor, got {type(loss).__name__}")
         engine.backward(loss)
         loss_sum += loss.detach().float()
-        if micro < cfg.gradient_accumulation_steps - 1:
+        if micro < cfg.accumulation_steps - 1:
             engine.step()  # not a boundary: DeepSpeed only counts the micro-step
     state.position = stream.position
     gathered = [torch.zeros_like(loss_sum) for _ in range(world)]
-    dist.all_gather(gathered, loss_sum / cfg.gradient_accumulation_steps)
+    dist.all_gather(gathered, loss_sum / cfg.accumulation_steps)
     losses = [float(t) for t in gathered]
     bad = [r for r, value in enumerate(losses) if not math.isfinite(value)]
     if bad:
@@ -423,4 +432,5 @@ def _result(engine, cfg, run_dir, state, ema, resumed_from, export_dir, finished
         master_numel_per_rank=[e[1] for e in everyone],
         ema_numel_per_rank=[e[2] for e in everyone],
         memory_per_rank=[e[3] for e in everyone],
+        checkpointed_layers=state.checkpointed_layers,
     )

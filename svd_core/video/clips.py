@@ -26,14 +26,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Protocol, cast
 
 import av
+import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from svd_core.curation.config import LvdConfig
 from svd_core.video.cuts import Cut, StreamingCutDetector
 from svd_core.video.decode import (
     BadVideo,
     DecodedFrame,
+    DecodeTimeout,
     FrameSampler,
     VideoProbe,
     iter_frames,
@@ -84,6 +88,8 @@ class PassStats:
     decode_passes: int = 0
     cuts: list[Cut] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    partial: dict[str, str] | None = None
+    """A quarantine record when a decode error stopped the pass mid-stream (the clips before it are kept)."""
 
     def add(self, key: str, dt: float) -> None:
         self.seconds[key] = self.seconds.get(key, 0.0) + dt
@@ -95,7 +101,11 @@ class ClipEncoder:
     def __init__(self, size: tuple[int, int], fps: float, cfg: LvdConfig):
         self.buffer = io.BytesIO()
         self.container = av.open(self.buffer, "w", format="mp4")
-        self.stream = self.container.add_stream(cfg.clips.codec, rate=Fraction(fps).limit_denominator(1001))
+        # cfg.clips.codec is a video codec (a plain str, so the stub cannot pick the VideoStream overload).
+        self.stream = cast(
+            av.VideoStream,
+            self.container.add_stream(cfg.clips.codec, rate=Fraction(fps).limit_denominator(1001)),
+        )
         self.stream.width, self.stream.height = size
         self.stream.pix_fmt = "yuv420p"
         self.stream.time_base = TIME_BASE
@@ -144,9 +154,14 @@ class ClipSegmenter:
         self.first_frame = 0
         self.count = 0
         self.last_time = 0.0
+        self.excluded: set[int] = set()
+        """Source frames inside a gradual transition (plus margin), still to come."""
 
-    def add(self, item: DecodedFrame, cut_before: bool) -> None:
+    def add(self, item: DecodedFrame, cut_before: bool, excluded: bool = False) -> None:
         cuts = self.cfg.cuts
+        if excluded:  # a gradual transition's frame (plus margin): in neither neighbouring clip
+            self.close(item.time_s)
+            return
         if self.encoder is not None:
             length = item.time_s - self.start_s
             merge = cuts.short_clip_policy == "merge" and length < cuts.min_clip_s
@@ -224,7 +239,9 @@ def _run_pass(
 ) -> PassStats:
     stats = PassStats(decode_passes=1)
     size = working_size(probe.width, probe.height, cfg.clips.max_short_side)
-    detector = StreamingCutDetector(cfg.cuts, probe.fps)
+    detector = make_detector(cfg, probe.fps)
+    feed = detector_input(cfg)
+    guard = _release_guard(cfg, probe.fps)
     segmenter = ClipSegmenter(cfg, probe, size, on_clip, stats)
     pending: deque[DecodedFrame] = deque()
     cut_frames: set[int] = set()
@@ -233,17 +250,29 @@ def _run_pass(
     try:
         while True:
             t0 = time.perf_counter()
-            item = next(frames, None)
+            try:
+                item = next(frames, None)
+            except BadVideo as exc:
+                if isinstance(exc, DecodeTimeout) or last is None:
+                    raise
+                # A decode error mid-stream: keep the clips decoded before it; the quarantine row says where.
+                stats.partial = {
+                    "source_uri": source,
+                    "stage": "decode",
+                    "reason": f"{exc.reason}; kept the "
+                    f"clips before frame {last.index + 1} (t={last.time_s:.2f} s)",
+                }
+                break
             t1 = time.perf_counter()
             stats.add("decode", t1 - t0)
             if item is None:
                 break
-            detector.push(thumbnail(item.frame, cfg.cuts.analysis_short_side), item.time_s)
+            detector.push(feed(item.frame), item.time_s)
             stats.add("cut_detect", time.perf_counter() - t1)
             pending.append(item)
             last = item
             stats.frames_decoded += 1
-            _release(detector, pending, segmenter, cut_frames, stats, detector.final_until)
+            _release(detector, pending, segmenter, cut_frames, stats, detector.final_until - guard)
     finally:
         frames.close()  # closes the container now, also when a clip consumer raised
     t0 = time.perf_counter()
@@ -252,26 +281,67 @@ def _run_pass(
     _release(detector, pending, segmenter, cut_frames, stats, detector.final_until)
     if last is None:
         raise BadVideo(source, "decode", "no frame could be decoded")
-    _check_complete(source, probe, last, cfg)
+    if stats.partial is None:
+        _check_complete(source, probe, last, cfg)
     segmenter.close(last.time_s + _frame_duration(last, probe))
     return stats
 
 
 def _release(
-    detector: StreamingCutDetector,
+    detector: ShotDetector,
     pending: deque[DecodedFrame],
     segmenter: ClipSegmenter,
     cut_frames: set[int],
     stats: PassStats,
     until: int,
 ) -> None:
-    """Hand frames whose cut decision is final to the segmenter."""
+    """Hand frames whose cut decision is final to the segmenter; transition frames are marked excluded."""
+    margin = round(segmenter.cfg.cuts.transition_margin_s * segmenter.probe.fps)
     for cut in detector.take():
         cut_frames.add(cut.frame)
         stats.cuts.append(cut)
+        if cut.extent is not None and cut.kind != "hard":
+            segmenter.excluded.update(range(cut.extent[0] - margin, cut.extent[1] + margin + 1))
     while pending and pending[0].index < until:
         item = pending.popleft()
-        segmenter.add(item, cut_before=item.index in cut_frames)
+        excluded = item.index in segmenter.excluded
+        segmenter.excluded.discard(item.index)
+        segmenter.add(item, item.index in cut_frames, excluded)
+
+
+class ShotDetector(Protocol):
+    """What the pass needs of a streaming shot-boundary detector (cascade or TransNetV2)."""
+
+    def push(self, x: np.ndarray, time_s: float) -> None: ...
+    def finish(self) -> None: ...
+    def take(self) -> list[Cut]: ...
+    @property
+    def final_until(self) -> int: ...
+
+
+def make_detector(cfg: LvdConfig, fps: float) -> ShotDetector:
+    """The configured streaming detector (`cuts.detector`)."""
+    if cfg.cuts.detector == "transnet":
+        from svd_core.video.transnet import StreamingTransNetDetector
+
+        return StreamingTransNetDetector(cfg.cuts, fps, cfg.device)
+    return StreamingCutDetector(cfg.cuts, fps)
+
+
+def detector_input(cfg: LvdConfig) -> Callable[[av.VideoFrame], np.ndarray]:
+    """What the configured detector reads of each frame: 48x27 RGB (TransNetV2) or YUV thumbnails."""
+    if cfg.cuts.detector == "transnet":
+        from svd_core.video.transnet import transnet_frame
+
+        reformatter = VideoReformatter()
+        return lambda frame: transnet_frame(frame, reformatter)
+    return lambda frame: thumbnail(frame, cfg.cuts.analysis_short_side)
+
+
+def _release_guard(cfg: LvdConfig, fps: float) -> int:
+    """Frames held back past the detector's final point so a transition's extent (which can start a
+    little before its decided cut) and its margin are known before those frames reach a clip."""
+    return round((cfg.cuts.transition_margin_s + 1.0) * fps)
 
 
 def _frame_duration(frame: DecodedFrame, probe: VideoProbe) -> float:

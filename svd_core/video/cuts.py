@@ -38,7 +38,10 @@ class Cut:
     kind: str
     """hard | fade | dissolve"""
     score: float
-    """Mean absolute difference (0-255) across the transition."""
+    """Detector confidence: mean absolute difference (0-255) for the cascade, probability for TransNetV2."""
+    extent: tuple[int, int] | None = None
+    """First and last frame of a gradual transition (dissolve, fade): they belong to neither clip and are
+    trimmed from both; None for a hard cut."""
 
 
 def _mad(a: np.ndarray, b: np.ndarray) -> float:
@@ -90,7 +93,12 @@ def detect_cuts(
     blocked = [(i, i) for i in hard] + [extent for _, extent in fades]
     dissolves = _dissolves(x, times, flashes, blocked, cfg)
     cuts = [Cut(i, "hard", float(d[i])) for i in hard] + [cut for cut, _ in fades] + dissolves
-    return sorted((Cut(c.frame + first_index, c.kind, c.score) for c in cuts), key=lambda c: c.frame)
+    return sorted((_shifted(c, first_index) for c in cuts), key=lambda c: c.frame)
+
+
+def _shifted(cut: Cut, offset: int) -> Cut:
+    extent = None if cut.extent is None else (cut.extent[0] + offset, cut.extent[1] + offset)
+    return Cut(cut.frame + offset, cut.kind, cut.score, extent)
 
 
 # --- evaluation against planted cuts -------------------------------------------------------------------
@@ -141,8 +149,8 @@ def _hard_cuts(
     window = max(2, round(cfg.flash_window_s * fps))
     cuts: list[int] = []
     flashes: set[int] = set()
-    for i in np.nonzero(d >= cfg.hard_threshold)[0]:
-        i = int(i)
+    for hit in np.nonzero(d >= cfg.hard_threshold)[0]:
+        i = int(hit)
         neighbours = np.concatenate([d[max(1, i - w) : i], d[i + 1 : min(n, i + w + 1)]])
         if neighbours.size and d[i] < neighbours.max():
             continue  # the largest jump of a burst decides (a flash has two: on and off)
@@ -203,7 +211,7 @@ def _fades(
         while hi + 1 < len(luma) and luma[hi + 1] > luma[hi] + 0.5:  # and up the fade-in ramp
             hi += 1
         depth = float(min(luma[start - 1], luma[stop]) - luma[start:stop].min())
-        fades.append((Cut((start + stop) // 2, "fade", depth), (lo, hi)))
+        fades.append((Cut((start + stop) // 2, "fade", depth, (lo, hi)), (lo, hi)))
     return fades
 
 
@@ -238,7 +246,7 @@ def _dissolves(
             if _overlaps(a, b, blocked):
                 continue
             frame = _crossing(x, a, b)
-            found.append(Cut(frame, "dissolve", chord))
+            found.append(Cut(frame, "dissolve", chord, _blend_extent(x, a, b)))
             blocked.append((a, b))
     return found
 
@@ -274,6 +282,15 @@ def _blend_fit(a: np.ndarray, m: np.ndarray, b: np.ndarray) -> tuple[float, floa
     alpha = float(offset @ chord) / norm2
     residual = offset - alpha * chord
     return alpha, float(np.sqrt(residual @ residual / norm2))
+
+
+def _blend_extent(x: Sequence[np.ndarray], a: int, b: int) -> tuple[int, int]:
+    """Frames in (a, b) that are a blend of both ends (weight 0.05-0.95): the dissolve's extent."""
+    chord = (x[b] - x[a]).reshape(-1)
+    norm2 = max(float(chord @ chord), 1e-6)
+    alphas = (np.stack(x[a + 1 : b]) - x[a]).reshape(b - a - 1, -1) @ chord / norm2 if b - a > 1 else []
+    inside = [a + 1 + k for k, w in enumerate(alphas) if 0.05 < w < 0.95]
+    return (inside[0], inside[-1]) if inside else (a + 1, max(a + 1, b - 1))
 
 
 def _crossing(x: Sequence[np.ndarray], a: int, b: int) -> int:

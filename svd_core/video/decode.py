@@ -9,7 +9,7 @@ reason; the LVD build quarantines them and goes on.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +50,14 @@ class VideoProbe:
     """Declared duration of the video stream, if the header has one."""
     declared_frames: int
     """Frame count from the header (0 = unknown)."""
+    rotation: int = 0
+    """Display-matrix rotation (degrees counterclockwise, a multiple of 90) applied to every decoded frame:
+    phones store portrait video as landscape frames plus this matrix. `width`/`height` are after it."""
+    sample_aspect_ratio: float = 1.0
+    """Pixel aspect ratio of the coded frames (anamorphic sources != 1); `width` is the display width
+    (coded width x this), and frames are scaled to square pixels."""
+    pix_fmt: str = "yuv420p"
+    """Coded pixel format (10-bit sources, e.g. yuv420p10le, are converted to 8-bit yuv420p on decode)."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +71,8 @@ class DecodedFrame:
 
 
 def probe_video(path: str | Path, source: str, cfg: DecodeConfig) -> VideoProbe:
-    """Open the container and check the video stream is decodable and within limits; no frame is decoded."""
+    """Open the container and check the video stream is decodable and within limits (only the first frame is
+    decoded, for its display matrix)."""
     path = Path(path)
     if path.stat().st_size == 0:
         raise BadVideo(source, "probe", "zero-byte file")
@@ -124,7 +133,50 @@ def _probe_stream(container: av.container.InputContainer, source: str, cfg: Deco
         fps = stream.frames / duration
     if fps <= 0:
         raise BadVideo(source, "probe", "video stream has no frame rate and no timing to derive one")
-    return VideoProbe(stream.codec_context.name, width, height, fps, duration, int(stream.frames or 0))
+    sar_frac = stream.codec_context.sample_aspect_ratio or stream.sample_aspect_ratio
+    sar = float(sar_frac) if sar_frac and sar_frac > 0 else 1.0
+    rotation = _first_frame_rotation(container, stream)
+    disp_w, disp_h = max(2, round(width * sar)), height
+    if rotation % 180:
+        disp_w, disp_h = disp_h, disp_w
+    return VideoProbe(
+        stream.codec_context.name,
+        disp_w,
+        disp_h,
+        fps,
+        duration,
+        int(stream.frames or 0),
+        rotation,
+        sar,
+        stream.codec_context.pix_fmt or "yuv420p",
+    )
+
+
+def _first_frame_rotation(container: av.container.InputContainer, stream: av.VideoStream) -> int:
+    """The display matrix's rotation, read from the first decodable frame (0 if none or undecodable)."""
+    try:
+        for frame in container.decode(stream):
+            return _quarter_turns(frame.rotation) * 90
+    except (av.error.FFmpegError, ValueError):
+        return 0
+    return 0
+
+
+def _quarter_turns(rotation: float | int | None) -> int:
+    """Counterclockwise quarter turns (0-3) nearest to a display-matrix angle."""
+    return round((rotation or 0) / 90) % 4
+
+
+def rotate_frame(frame: av.VideoFrame, quarter_turns: int) -> av.VideoFrame:
+    """A yuv420p frame rotated counterclockwise by `quarter_turns` x 90 degrees (timestamps kept)."""
+    if quarter_turns % 4 == 0:
+        return frame
+    y, u, v = (np.rot90(p, quarter_turns) for p in yuv_planes(frame))
+    h, w = y.shape
+    data = np.concatenate([y.ravel(), u.ravel(), v.ravel()]).reshape(h * 3 // 2, w)
+    out = av.VideoFrame.from_ndarray(data, format="yuv420p")
+    out.pts, out.time_base = frame.pts, frame.time_base
+    return out
 
 
 def working_size(width: int, height: int, max_short_side: int | None) -> tuple[int, int]:
@@ -137,7 +189,7 @@ def working_size(width: int, height: int, max_short_side: int | None) -> tuple[i
 
 def iter_frames(
     path: str | Path, source: str, probe: VideoProbe, size: tuple[int, int], deadline: float, threads: int = 0
-) -> Iterator[DecodedFrame]:
+) -> Generator[DecodedFrame, None, None]:
     """Decode every frame once, in presentation order, as yuv420p at `size`; checks the deadline per frame.
 
     Timestamps come from the stream (variable frame rate is handled by time, not by index); frames without
@@ -152,6 +204,8 @@ def iter_frames(
         start = stream.start_time or 0
         base = float(stream.time_base) if stream.time_base else 0.0
         reformatter = VideoReformatter()  # one per video: keeps its scaler, ~20x cheaper than per frame
+        turns = _quarter_turns(probe.rotation)
+        coded_size = (size[1], size[0]) if turns % 2 else size  # scale first, then rotate
         index, last_time = 0, -1.0
         try:
             for frame in container.decode(stream):
@@ -161,7 +215,7 @@ def iter_frames(
                     )
                 t = (frame.pts - start) * base if frame.pts is not None and base else index / probe.fps
                 t = max(t, last_time + 1e-6)  # strictly increasing, even for broken timestamps
-                yield DecodedFrame(index, t, to_working(frame, size, reformatter))
+                yield DecodedFrame(index, t, rotate_frame(to_working(frame, coded_size, reformatter), turns))
                 index, last_time = index + 1, t
         except av.error.FFmpegError as exc:
             raise BadVideo(
@@ -191,7 +245,7 @@ def yuv_planes(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray
     """Zero-copy views of the Y, U and V planes of a yuv420p frame."""
     planes = []
     for plane in frame.planes:
-        rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+        rows = np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)
         planes.append(rows[:, : plane.width])
     return planes[0], planes[1], planes[2]
 

@@ -128,7 +128,10 @@ def _scene(rng: np.random.Generator, height: int, width: int, hue: int | None = 
     img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
     for _ in range(int(height * width / 900)):
         color = cv2.cvtColor(
-            np.uint8([[[(hue + rng.integers(-40, 40)) % 180, rng.integers(60, 255), rng.integers(40, 255)]]]),
+            np.array(
+                [[[(hue + rng.integers(-40, 40)) % 180, rng.integers(60, 255), rng.integers(40, 255)]]],
+                np.uint8,
+            ),
             cv2.COLOR_HSV2RGB,
         )[0, 0]
         x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
@@ -181,6 +184,7 @@ class ShotRenderer:
         x = int(40 + (WIDTH - 80) * t / self.shot.seconds)
         y = int(HEIGHT / 2 + 30 * np.sin(t))
         r = 50
+        assert self.object_sprite is not None  # only called for shots with a moving object
         mask = np.zeros((HEIGHT, WIDTH), np.uint8)
         cv2.circle(mask, (x, y), r, 255, -1)
         sprite = np.zeros_like(img)

@@ -25,7 +25,7 @@ import psutil
 import pytest
 import yaml
 
-from flows import deployments
+from flows import deployments, reporting
 from flows.integrations.registry import ResolvedModel
 from svd_core.config import load_config
 from svd_core.curation.config import DatasetBuildConfig
@@ -38,7 +38,7 @@ PREFECT_BIN = str(Path(sys.executable).with_name("prefect"))
 SCHEMAS = {  # entry flow -> config parameter -> the class it loads (the config's `# schema:` line)
     "build_dataset_from_config": "svd_core.curation.config:DatasetBuildConfig",
     "build_lvd_from_config": "svd_core.curation.config:LvdConfig",
-    "promote_newest": "svd_core.evaluation.config:EvaluateConfig",
+    "promote_candidate": "svd_core.evaluation.config:EvaluateConfig",
     "train_all_from_config": "svd_core.tasks.stages.config:TrainStageConfig",
 }
 
@@ -90,7 +90,7 @@ def test_training_trigger_matches_the_event_the_dataset_flow_emits() -> None:
     (trigger,) = train["triggers"]
     cfg = load_config(DatasetBuildConfig, ROOT / deployments.DEFAULT_BUILD_CONFIG)
     built = {"datasets": {cfg.filter.name: _published(cfg.filter.name, "v2")}}
-    (event,) = deployments.dataset_published_events(cfg, built, {}, "run1")
+    (event,) = reporting.dataset_published_events(cfg, built, {}, "run1")
     assert trigger["expect"] == [event["event"]]
     assert trigger["match"] == {"prefect.resource.id": event["resource"]["prefect.resource.id"]}
     for param, template in trigger["parameters"].items():
@@ -122,23 +122,149 @@ def test_lvd_entry_matches_the_lvd_flow_api() -> None:
     inspect.signature(run_build_lvd).bind("data/raw", "data/lvd", deployments.DEFAULT_LVD_CONFIG, [])
     summary = {"videos": 2, "clips": 5, "hours": 0.01, "quarantined": 1, "reused": 0, "clips_per_s": 1.5,
                "lvd_uri": "s3://b/lvd/lvd.parquet", "quarantine_uri": "s3://b/lvd/quarantine.parquet"}  # fmt: skip
-    art = deployments.lvd_artifacts(summary, home=Path("/h"))
+    art = reporting.lvd_artifacts(summary, home=Path("/h"))
     assert "| 2 | 5 | 0.01 | 1 | 0 | 1.5 |" in art.markdown and "s3://b/lvd/lvd.parquet" in art.markdown
 
 
-def test_newest_model_version(svd_home: Path) -> None:
+def test_the_challenger_is_the_candidate_alias_never_the_highest_version(svd_home: Path) -> None:
     from mlflow.tracking import MlflowClient
 
-    from flows.integrations import tracking
+    from flows.integrations import registry, tracking
 
-    with pytest.raises(InputError, match="no registered version"):
-        deployments.newest_model_version("svd")
     tracking.configure()
     client = MlflowClient()
     client.create_registered_model("svd")
     for _ in range(3):
         client.create_model_version("svd", source=str(svd_home))
-    assert deployments.newest_model_version("svd") == "models:/svd/3"
+    with pytest.raises(InputError, match="svd models alias models:/svd/N candidate"):
+        deployments.candidate_version("svd")
+    registry.set_alias("models:/svd/2", registry.CANDIDATE)
+    assert deployments.candidate_version("svd") == "models:/svd/2"  # version 3 (a debug run) is ignored
+
+
+def _git(repo: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
+    out = subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def test_pull_step_runs_the_deployments_commit_not_the_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """prefect.yaml's own build and pull steps, run by Prefect's step runner: deploy at commit 1, move the
+    checkout on (commit 2 plus an uncommitted edit), and a flow run still starts in a clone of commit 1."""
+    from prefect.deployments.steps.core import run_steps
+    from prefect.utilities.templating import apply_values
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / "marker.txt").write_text("one")
+    _git(repo, "add", "marker.txt")
+    _git(repo, "commit", "-qm", "one")
+    first = _git(repo, "rev-parse", "HEAD")
+    monkeypatch.delenv("SVD_DEPLOY_REPOSITORY", raising=False)
+    monkeypatch.chdir(repo)
+    built = asyncio.run(run_steps(_project()["build"], print_function=lambda *a, **k: None))
+    assert built["commit"]["stdout"] == first and built["repository"]["stdout"] == str(repo)
+
+    (repo / "marker.txt").write_text("two")
+    _git(repo, "commit", "-qam", "two")
+    (repo / "marker.txt").write_text("uncommitted")
+    worker = tmp_path / "worker"
+    worker.mkdir()
+    monkeypatch.chdir(worker)
+    pull = apply_values(_project()["pull"], built, remove_notset=False)  # what `prefect deploy` stores
+    asyncio.run(run_steps(pull, print_function=lambda *a, **k: None))
+    assert Path.cwd() == worker / f"svd-mlops-{first}"
+    assert Path("marker.txt").read_text() == "one"
+    assert _git(Path.cwd(), "rev-parse", "HEAD") == first
+
+
+# --- the GPU cluster material (Docker, Kubernetes, SLURM): validated statically, nothing here runs them ---
+POOL_TYPES = ("docker", "kubernetes")
+
+
+@pytest.mark.parametrize("kind", POOL_TYPES)
+@pytest.mark.parametrize("pool", ["svd-cpu", "svd-gpu"])
+def test_container_work_pool_templates_render(kind: str, pool: str) -> None:
+    """Each template passes the server's own base-job-template check and renders with its defaults."""
+    from prefect.server.schemas.actions import WorkPoolCreate
+    from prefect.utilities.templating import apply_values, find_placeholders
+
+    template = json.loads((ROOT / "infra" / "work-pools" / kind / f"{pool}.json").read_text())
+    WorkPoolCreate(name=pool, type=kind, base_job_template=template)  # every placeholder has a variable
+    variables = template["variables"]["properties"]
+    defaults = {name: spec.get("default") for name, spec in variables.items()}
+    rendered = apply_values(template["job_configuration"], defaults)
+    assert not find_placeholders(json.dumps(rendered)), "a placeholder was left unrendered"
+    image = (
+        rendered["image"]
+        if kind == "docker"
+        else rendered["job_manifest"]["spec"]["template"]["spec"]["containers"][0]["image"]
+    )
+    assert image == ("svd-mlops:cuda" if pool == "svd-gpu" else "svd-mlops:cpu")
+    if pool == "svd-gpu" and kind == "docker":
+        assert rendered["container_create_kwargs"]["device_requests"][0]["capabilities"] == [["gpu"]]
+    if pool == "svd-gpu" and kind == "kubernetes":
+        limits = rendered["job_manifest"]["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+        assert limits["nvidia.com/gpu"] == defaults["gpus"]
+    script = (ROOT / "infra" / "create_work_pools.sh").read_text()
+    assert "work-pools/$kind/$pool.json" in script
+
+
+def test_gpu_workers_take_one_run_at_a_time() -> None:
+    """The per-worker limit: one machine never takes two GPU trainings (plus the pool-wide limit)."""
+    script = (ROOT / "infra" / "start_worker.sh").read_text()
+    assert re.search(r"svd-gpu\)\s+limit=1", script), script
+    assert "--limit" in script
+    proc = subprocess.run(["bash", "-n", str(ROOT / "infra" / "start_worker.sh")], capture_output=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+DOCKER_INSTRUCTIONS = {"FROM", "ARG", "ENV", "RUN", "WORKDIR", "COPY", "CMD", "ENTRYPOINT", "LABEL", "USER",
+                       "EXPOSE", "VOLUME", "SHELL", "HEALTHCHECK"}  # fmt: skip
+
+
+def test_dockerfile_parses_and_copies_what_exists() -> None:
+    text = (ROOT / "infra" / "docker" / "Dockerfile").read_text()
+    logical = re.sub(r"\\\n", " ", text)  # join continuation lines
+    lines = [ln.strip() for ln in logical.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    assert lines[0].startswith(("ARG", "FROM")) and any(ln.startswith("FROM") for ln in lines)
+    for line in lines:
+        assert line.split()[0] in DOCKER_INSTRUCTIONS, line
+    for line in lines:
+        if line.startswith("COPY"):
+            for source in line.split()[1:-1]:
+                assert (ROOT / source).exists(), f"COPY {source}: no such path"
+    args = {ln.split()[1].split("=")[0] for ln in lines if ln.startswith("ARG")}
+    assert {"VARIANT", "TORCH_INDEX_CPU", "TORCH_INDEX_CUDA"} <= args  # the CPU and CUDA variants
+    assert "requirements/lock.txt" in text and "torch==2.13.0" in text
+    assert "torch==" in (ROOT / "requirements" / "lock.txt").read_text()
+
+
+def test_slurm_recipe_parses_and_runs_a_recorded_commit() -> None:
+    path = ROOT / "infra" / "slurm" / "train.sbatch"
+    proc = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    text = path.read_text()
+    directives = dict(re.findall(r"^#SBATCH --([\w-]+)(?:=(\S+))?", text, flags=re.M))
+    assert "exclusive" in directives and directives["nodes"] == "1" and directives["gres"].startswith("gpu:")
+    assert 'checkout --quiet --detach "$commit"' in text and "train all --ranks" in text
+
+
+def test_failure_automation_is_a_valid_prefect_automation() -> None:
+    from prefect.events.schemas.automations import AutomationCore
+
+    spec = yaml.safe_load((ROOT / "infra" / "automations.yaml").read_text())
+    (automation,) = spec["automations"]
+    automation["actions"][0]["block_document_id"] = "00000000-0000-0000-0000-000000000000"
+    parsed = AutomationCore.model_validate(automation)
+    assert {"prefect.flow-run.Failed", "prefect.flow-run.Crashed", "prefect.flow-run.TimedOut"} <= set(
+        parsed.trigger.expect  # type: ignore[union-attr]
+    )
+    assert parsed.actions[0].type == "send-notification"
 
 
 # --- events and artifacts ------------------------------------------------------------------------------
@@ -168,12 +294,12 @@ FUNNEL = {
 def test_events_only_for_versions_that_changed() -> None:
     cfg = DatasetBuildConfig(out="s3://b")
     built = {"datasets": {"lvd_f": _published("lvd_f", "v2"), "lvd_10m": _published("lvd_10m", "v1")}}
-    events = deployments.dataset_published_events(cfg, built, {"lvd_f": "v1", "lvd_10m": "v1"}, "run9")
+    events = reporting.dataset_published_events(cfg, built, {"lvd_f": "v1", "lvd_10m": "v1"}, "run9")
     assert [e["resource"]["prefect.resource.id"] for e in events] == ["svd.dataset.lvd_f"]
     payload = events[0]["payload"]
     assert payload["previous_version"] == "v1" and payload["version"] == "v2"
     assert payload["curated_uri"] == "s3://b/curated" and payload["mlflow_run_id"] == "run9"
-    assert deployments.dataset_published_events(cfg, built, {"lvd_f": "v2", "lvd_10m": "v1"}, "r") == []
+    assert reporting.dataset_published_events(cfg, built, {"lvd_f": "v2", "lvd_10m": "v1"}, "r") == []
 
 
 def test_current_dataset_versions_reads_the_pointers(tmp_path: Path) -> None:
@@ -182,15 +308,15 @@ def test_current_dataset_versions_reads_the_pointers(tmp_path: Path) -> None:
     from svd_core.curation.publish import publish_dataset
 
     cfg = DatasetBuildConfig(out=str(tmp_path))
-    assert deployments.current_dataset_versions(cfg) == {"lvd_f": None, "lvd_10m": None, "lvd_10m_f": None}
+    assert reporting.current_dataset_versions(cfg) == {"lvd_f": None, "lvd_10m": None, "lvd_10m_f": None}
     published = publish_dataset(cfg.curated_uri, "lvd_f", pd.DataFrame({"clip_id": ["a"]}))
-    assert deployments.current_dataset_versions(cfg)["lvd_f"] == published.version
+    assert reporting.current_dataset_versions(cfg)["lvd_f"] == published.version
 
 
 def test_dataset_artifacts_funnel_versions_and_dashboard_links(tmp_path: Path) -> None:
     built = {"datasets": {"lvd_f": _published("lvd_f", "v2", FUNNEL), "lvd_10m": _published("lvd_10m", "v1")}}
     lvd = {"videos": 2, "clips": 4, "hours": 0.01, "quarantined": 1, "lvd_uri": "s3://b/lvd/lvd.parquet"}
-    art = deployments.dataset_artifacts(lvd, built, "run1", ["lvd_f"], home=tmp_path)
+    art = reporting.dataset_artifacts(lvd, built, "run1", ["lvd_f"], home=tmp_path)
     funnel = art.tables["svd-dataset-funnel"]
     assert [(r["dataset"], r["step"], r["remaining_rows"]) for r in funnel] == [
         ("lvd_f", "input", 4), ("lvd_f", "flow_score", 3), ("lvd_f", "clip_score", 2)
@@ -199,11 +325,11 @@ def test_dataset_artifacts_funnel_versions_and_dashboard_links(tmp_path: Path) -
     assert {tuple(r) for r in funnel} == {tuple(funnel[0])}  # same columns on every row
     assert "| lvd_f | v2 | True | 2 | 0.5 | True |" in art.markdown
     assert "| lvd_10m | v1 | False |" in art.markdown and "run1" in art.markdown
-    assert deployments.DASHBOARD_URL in art.markdown
+    assert reporting.DASHBOARD_URL in art.markdown
     assert f"{tmp_path / 'dashboard' / 'index.html'}" in art.markdown and "not built yet" in art.markdown
     (tmp_path / "dashboard").mkdir()
     (tmp_path / "dashboard" / "index.html").write_text("<html></html>")
-    assert "not built yet" not in deployments.dataset_artifacts(lvd, built, "r", home=tmp_path).markdown
+    assert "not built yet" not in reporting.dataset_artifacts(lvd, built, "r", home=tmp_path).markdown
 
 
 def test_training_artifacts_list_models_with_lineage(tmp_path: Path) -> None:
@@ -214,14 +340,14 @@ def test_training_artifacts_list_models_with_lineage(tmp_path: Path) -> None:
         ResolvedModel("svd-video", "2", "r2", {"svd.stage": "video"}),
         ResolvedModel("svd", "5", "r5", tags),
     ]
-    art = deployments.training_artifacts(models, home=tmp_path)
+    art = reporting.training_artifacts(models, home=tmp_path)
     rows = art.tables["svd-model-lineage"]
     assert rows[1] == {"model": "models:/svd/5", "stage": "finetune", "parent_model_version": "models:/svd-video/2",
                        "dataset_version": "sha256:ab", "dataset_uri": "s3://b/t.parquet",
                        "config_hash": "c0ffee", "git_commit": "1234"}  # fmt: skip
     assert rows[0]["parent_model_version"] == ""
     assert "svd eval promote --challenger models:/svd/5" in art.markdown
-    assert deployments.DASHBOARD_URL in art.markdown
+    assert reporting.DASHBOARD_URL in art.markdown
 
 
 def test_study_and_promotion_artifacts(tmp_path: Path) -> None:
@@ -229,9 +355,9 @@ def test_study_and_promotion_artifacts(tmp_path: Path) -> None:
         {"model": "svd/2", "rating": 1012.3456789, "lower": float("nan")},
         {"model": "svd/1", "rating": 988.0},
     ]
-    art = deployments.leaderboard_artifacts("s1", board, home=tmp_path)
+    art = reporting.leaderboard_artifacts("s1", board, home=tmp_path)
     assert art.tables["svd-leaderboard"][0] == {"model": "svd/2", "rating": 1012.3457, "lower": None}
-    waiting = deployments.leaderboard_artifacts("s2", None, home=tmp_path)
+    waiting = reporting.leaderboard_artifacts("s2", None, home=tmp_path)
     assert waiting.tables == {} and "svd eval create-study" in waiting.markdown
     outcome = {
         "promoted": False,
@@ -239,12 +365,12 @@ def test_study_and_promotion_artifacts(tmp_path: Path) -> None:
         "evidence": {"min_lower_bound": 0.5, "synthetic": True, "confidence": 0.95,
                      "questions": {"overall": {"win_rate": 0.6, "lower": 0.45, "passed": False}}},
     }  # fmt: skip
-    art = deployments.promotion_artifacts("models:/svd/2", outcome, home=tmp_path)
+    art = reporting.promotion_artifacts("models:/svd/2", outcome, home=tmp_path)
     assert "**not promoted**" in art.markdown and "models:/svd/1" in art.markdown
     assert art.tables["svd-promotion-evidence"] == [
         {"question": "overall", "win_rate": 0.6, "lower": 0.45, "passed": False}
     ]
-    first = deployments.promotion_artifacts("models:/svd/1", {"promoted": True, "champion": "models:/svd/1",
+    first = reporting.promotion_artifacts("models:/svd/1", {"promoted": True, "champion": "models:/svd/1",
                                                               "reason": "no champion yet"}, home=tmp_path)  # fmt: skip
     assert first.tables == {} and "no champion yet" in first.markdown
 
@@ -343,9 +469,15 @@ def test_deploy_and_run_the_nightly_build_on_a_worker(
     env = _cli_env(stack, tmp_path)
     raw = _raw_videos(tmp_path_factory)
     _run(["bash", "infra/create_work_pools.sh"], env)
-    deployed = _run([PREFECT_BIN, "deploy", "--all", "--no-prompt"], env)
+    # The working tree under test may hold uncommitted changes, which the real pull step (a clone of the
+    # recorded commit, tested above) would not run: this deploy runs from the working tree instead.
+    project = _project()
+    project["pull"] = [{"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}]
+    dev_file = tmp_path / "prefect.yaml"
+    dev_file.write_text(yaml.safe_dump(project, sort_keys=False))
+    deployed = _run([PREFECT_BIN, "deploy", "--all", "--no-prompt", "--prefect-file", str(dev_file)], env)
     for name in ("build_dataset_from_config/nightly", "build_lvd_from_config/on-demand",
-                 "train_all_from_config/on-new-dataset", "promote_newest/weekly"):  # fmt: skip
+                 "train_all_from_config/on-new-dataset", "promote_candidate/weekly"):  # fmt: skip
         assert f"Deployment '{name}' successfully created" in deployed, deployed[-3000:]
 
     out = tmp_path / "data"
@@ -369,7 +501,7 @@ def test_deploy_and_run_the_nightly_build_on_a_worker(
     assert {a.flow_run_id for a in got["artifacts"]} == {child.id}
     assert set(artifacts) == {"svd-dataset-build", "svd-dataset-funnel"}
     summary = artifacts["svd-dataset-build"].data
-    assert deployments.DASHBOARD_URL in summary and str(tmp_path / "svd_home" / "dashboard") in summary
+    assert reporting.DASHBOARD_URL in summary and str(tmp_path / "svd_home" / "dashboard") in summary
     funnel = json.loads(artifacts["svd-dataset-funnel"].data)
     assert [r["step"] for r in funnel if r["dataset"] == "lvd_f"][:2] == ["input", "flow_score"]
 

@@ -66,3 +66,42 @@ def test_a_task_that_keeps_failing_is_quarantined(raw: Path, tmp_path: Path, har
     quarantine = pd.read_parquet(tmp_path / "lvd" / "quarantine.parquet")
     assert quarantine.source_uri.tolist() == ["nosuchscheme://bucket/lost.mp4"]
     assert "task failed after retries" in quarantine.reason[0] and "nosuchscheme" in quarantine.reason[0]
+
+
+def test_dask_workers_write_the_parts_and_the_flow_gets_counts(
+    raw: Path, tmp_path: Path, harness: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A local 2-worker Dask cluster, one video per batch: every part is written in a worker process and
+    what reaches the flow process per batch is a few hundred bytes of counts, never rows."""
+    import pickle
+
+    import flows.lvd_flow as lvd_flow
+    from svd_core.curation.lvd import TABLE_PARTS_DIR, BatchResult
+    from svd_core.curation.table import read_manifest
+
+    received: list[object] = []
+    original = lvd_flow._batch_or_quarantine
+
+    def recording(future, batch):  # runs in the flow process
+        result = original(future, batch)
+        received.append(result)
+        return result
+
+    monkeypatch.setattr(lvd_flow, "_batch_or_quarantine", recording)
+    out = tmp_path / "lvd"
+    overrides = [
+        "run.task_runner=processes",
+        "run.max_workers=2",
+        "run.batch_size=1",
+        "run.single_file_max_rows=0",
+        "run.task_retries=0",
+        *NO_LEARNED,
+    ]
+    summary = lvd_flow.run_build_lvd(str(raw), str(out), None, overrides)
+    assert len(received) == 4 and all(isinstance(r, BatchResult) for r in received)
+    assert max(len(pickle.dumps(r)) for r in received) < 2000
+    assert sum(r.rows for r in received) == summary.clips > 0
+    parts = read_manifest(str(out / TABLE_PARTS_DIR))
+    assert parts is not None and len(parts) == summary.videos == 2
+    assert summary.lvd_uri == str(out / TABLE_PARTS_DIR) and not (out / "lvd.parquet").exists()
+    assert sum(len(pd.read_parquet(out / TABLE_PARTS_DIR / p.path)) for p in parts) == summary.clips

@@ -1,9 +1,10 @@
-"""`svd eval promote` / rollback: the alias moves only when the challenger's lower bound clears the bar."""
+"""`svd eval promote` / rollback: the alias moves only when the challenger's evidence clears the rule."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import pytest
 
@@ -35,8 +36,8 @@ def _votes(challenger: str, champion: str, wins: int, losses: int, synthetic: bo
     rows = []
     for k in range(wins + losses):
         rows.append({
-            "study_id": "s", "task_id": f"t{k}", "question": "overall", "rater_id": f"r{k % 5}",
-            "prompt_id": f"p{k % 4}", "model_a": challenger, "model_b": champion,
+            "study_id": "s", "task_id": f"t{k}", "question": "overall", "rater_id": f"r{k % 8}",
+            "prompt_id": f"p{k % 10}", "model_a": challenger, "model_b": champion,
             "left": "model_a" if k % 2 else "model_b", "winner": "model_a" if k < wins else "model_b",
             "is_gold": False, "synthetic": synthetic, "created_at": "2026-11-24T00:00:00+00:00",
         })  # fmt: skip
@@ -63,6 +64,7 @@ def test_promotion_moves_alias_only_when_bound_is_met_and_rollback_restores(home
     assert registry.resolve("models:/svd-promo@champion").version == "2"
     assert registry.resolve("models:/svd-promo@previous").version == "1"
     assert registry.resolve(v2.uri).tags["svd.promotion.questions.overall.passed"] == "True"
+    assert registry.resolve(v2.uri).tags["svd.promotion.questions.overall.checks.sequential"] == "True"
 
     stricter = eval_flow.run_promotion(
         v3.uri, _cfg("min_lower_bound=0.7"), _votes("svd-promo/3", "svd-promo/2", wins=40, losses=10)
@@ -79,3 +81,30 @@ def test_synthetic_votes_never_promote_unless_allowed(home: Path) -> None:
     votes = _votes("svd-synth/2", "svd-synth/1", wins=45, losses=5, synthetic=True)
     assert not eval_flow.run_promotion(b.uri, _cfg(), votes)["promoted"]
     assert eval_flow.run_promotion(b.uri, _cfg("allow_synthetic_promotion=true"), votes)["promoted"]
+    # the study runs say who rated: tag, rater kind, run name and the description MLflow shows
+    runs = mlflow.search_runs(
+        experiment_names=["evaluation"],
+        filter_string="tags.`svd.study_id` = 'promote-svd-synth-2-vs-1'",
+        output_format="list",
+    )
+    assert len(runs) == 2
+    for run in runs:
+        assert run.data.tags["svd.synthetic"] == "true" and run.data.tags["svd.raters"].startswith(
+            "synthetic:"
+        )
+        assert run.info.run_name.startswith("synthetic-study-")
+        assert run.data.tags["mlflow.note.content"].startswith("SYNTHETIC votes")
+    human = mlflow.search_runs(
+        experiment_names=["evaluation"], filter_string="tags.`svd.synthetic` = 'false'", output_format="list"
+    )
+    assert human and all(r.data.tags["svd.raters"] == "human" for r in human)
+
+
+def test_four_wins_from_one_rater_do_not_move_the_alias(home: Path) -> None:
+    a, b = _register(home, "svd-one"), _register(home, "svd-one")
+    eval_flow.run_promotion(a.uri, _cfg())
+    votes = _votes("svd-one/2", "svd-one/1", wins=4, losses=0).assign(rater_id="r0")
+    outcome = eval_flow.run_promotion(b.uri, _cfg(), votes)
+    assert not outcome["promoted"]
+    assert "1 distinct raters < 7" in outcome["evidence"]["questions"]["overall"]["reason"]
+    assert registry.resolve("models:/svd-one@champion").version == "1"

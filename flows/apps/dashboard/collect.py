@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mlflow.entities import Run
+from mlflow.entities.model_registry import RegisteredModel as MlflowRegisteredModel
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -66,7 +67,8 @@ def _is_config_hash(key: str) -> bool:
 
 def registered_models(client: MlflowClient) -> list[RegisteredModel]:
     """Every registered model with its versions (newest first), version tags and aliases."""
-    models, token = [], None
+    models: list[MlflowRegisteredModel] = []
+    token: str | None = None
     while True:
         page = client.search_registered_models(max_results=100, page_token=token)
         models.extend(page)

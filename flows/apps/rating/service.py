@@ -21,6 +21,8 @@ from sqlalchemy.orm import Session
 from flows.apps.rating.db import AssignmentRow, Database, RaterRow, StudyRow, TaskRow, VoteRow
 from flows.apps.rating.validation import resolve_assignment, validate_tasks
 from svd_core.errors import InputError
+from svd_core.evaluation.config import AnalysisConfig
+from svd_core.evaluation.rater_quality import exclusion_p_value
 from svd_core.evaluation.schema import VOTE_COLUMNS
 
 T = TypeVar("T")
@@ -213,7 +215,8 @@ def list_studies(db: Database | str) -> list[str]:
 
 
 def progress(db: Database | str, study_id: str) -> dict[str, Any]:
-    """Admin numbers for one study: votes per question and per rater, gold accuracy per rater."""
+    """Admin numbers for one study: votes per question and per rater, gold accuracy per rater and the
+    attention-check status of the analysis' binomial test (passed | failed | unchecked)."""
 
     def read(session: Session) -> dict[str, Any]:
         study = _study(session, study_id)
@@ -276,15 +279,24 @@ def _rater_progress(session: Session, study: StudyRow) -> list[dict[str, Any]]:
             stats[rater_id]["gold_done"] += count
             # Gold pairs put the real sample in model_a: any other answer (tie included) fails the check.
             stats[rater_id]["gold_correct"] += count if winner == "model_a" else 0
-    return [
-        {
-            "rater_id": rater_id,
-            "total": totals[rater_id],
-            **s,
-            "gold_accuracy": s["gold_correct"] / s["gold_done"] if s["gold_done"] else None,
-        }
-        for rater_id, s in sorted(stats.items())
-    ]
+    rule = AnalysisConfig()  # the analysis' defaults: the admin page flags exactly whom `analyze` excludes
+    out = []
+    for rater_id, s in sorted(stats.items()):
+        p_value = exclusion_p_value(s["gold_correct"], s["gold_done"], rule.attentive_accuracy)
+        checked = s["gold_done"] >= rule.min_gold_votes
+        out.append(
+            {
+                "rater_id": rater_id,
+                "total": totals[rater_id],
+                **s,
+                "gold_accuracy": s["gold_correct"] / s["gold_done"] if s["gold_done"] else None,
+                "gold_p_value": p_value,
+                "gold_status": ("failed" if p_value < rule.exclusion_alpha else "passed")
+                if checked
+                else "unchecked",
+            }
+        )
+    return out
 
 
 def export_votes(db: Database | str, study_id: str) -> pd.DataFrame:

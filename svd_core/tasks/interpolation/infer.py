@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from diffusers import EulerDiscreteScheduler
+from diffusers import EulerDiscreteScheduler, UNetSpatioTemporalConditionModel
 
 from svd_core import storage as svd_io
 from svd_core.data.transforms import to_model_range
@@ -86,10 +86,11 @@ def load_interpolator(folder: str | Path, device: str = "auto") -> Interpolator:
     mask = load_mask_embedding(folder)
     components = load_components(folder)
     dev = resolve_device(device)
-    model = InterpolationUNet(components.unet, mask).to(dev).eval()
+    unet: UNetSpatioTemporalConditionModel = components.unet  # an interpolation folder holds the video UNet
+    model = InterpolationUNet(unet, mask).to(dev).eval()
     for module in (components.vae, components.image_encoder):
         module.to(dev).eval()
-    vae_cfg, unet_cfg = components.vae.config, components.unet.config
+    vae_cfg, unet_cfg = components.vae.config, unet.config
     factor = 2 ** (len(vae_cfg.block_out_channels) - 1) * 2 ** (len(unet_cfg.block_out_channels) - 1)
     fps_min, fps_max = info.get("fps_range", [1, 120])
     return Interpolator(components, model, int(info["num_frames"]), (int(fps_min), int(fps_max)), factor, dev)

@@ -93,20 +93,7 @@ class InterpolationTask:
         return InterpolationUNet(unet).requires_grad_(True).train()
 
     def build_dataset(self) -> torch.utils.data.Dataset:
-        cfg, data = self.cfg, self.cfg.data
-        return VideoClipDataset(
-            data.table_uri,
-            num_frames=cfg.num_frames,
-            height=cfg.height,
-            width=cfg.width,
-            fps_min=data.fps_min,
-            fps_max=data.fps_max,
-            seed=cfg.trainer.seed,
-            cond_aug_mean=cfg.objective.cond_aug_mean,
-            cond_aug_std=cfg.objective.cond_aug_std,
-            shard_cache_dir=data.shard_cache_dir,
-            max_items=data.max_items,
-        )
+        return VideoClipDataset.from_config(self.cfg)
 
     def compute_loss(self, model: torch.nn.Module, batch: dict, generator: torch.Generator) -> torch.Tensor:
         """EDM loss of one micro-batch; randomness from `generator` (VAE sample, then sigma and noise)."""

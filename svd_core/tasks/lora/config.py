@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from svd_core.model.lora_io import AdapterSpec
 from svd_core.tasks.stages.config import TrainStageConfig
+
+if TYPE_CHECKING:  # lora_io imports torch and peft; configs stay importable without them
+    from svd_core.model.lora_io import AdapterSpec
 
 CAMERA_MOTION_CLASSES = ("static", "horizontal", "vertical", "zoom_in", "zoom_out")
 """Labels of svd_core.curation.camera that describe one camera motion (`complex` is the catch-all)."""
@@ -52,6 +54,8 @@ class LoraAdapterConfig(BaseModel):
         return rf".*\.temporal_transformer_blocks\.\d+\.({attns})\.({projs})"
 
     def spec(self) -> AdapterSpec:
+        from svd_core.model.lora_io import AdapterSpec
+
         return AdapterSpec(self.rank, float(self.alpha or self.rank), self.dropout, self.target_regex())
 
 

@@ -149,22 +149,7 @@ class MotionClassClips(VideoClipDataset):
 
 
 def motion_clips(cfg: LoraTrainConfig) -> MotionClassClips:
-    data = cfg.data
-    return MotionClassClips(
-        data.table_uri,
-        cfg.motion_class,
-        cfg.motion_column,
-        num_frames=cfg.num_frames,
-        height=cfg.height,
-        width=cfg.width,
-        fps_min=data.fps_min,
-        fps_max=data.fps_max,
-        seed=cfg.trainer.seed,
-        cond_aug_mean=cfg.objective.cond_aug_mean,
-        cond_aug_std=cfg.objective.cond_aug_std,
-        shard_cache_dir=data.shard_cache_dir,
-        max_items=data.max_items,
-    )
+    return MotionClassClips.from_config(cfg, cfg.motion_class, cfg.motion_column)
 
 
 @dataclass(frozen=True)
@@ -222,7 +207,7 @@ class LoraTrainTask(SvdTrainTask):
 
     def export(self, state_dict: dict[str, torch.Tensor], out_dir: Path) -> None:
         """Only the adapter, after checking that the gathered base weights equal those before training."""
-        if self._base_sha256 is None:
+        if self._base_sha256 is None or self._base_sha256_trained is None:  # build_model sets both
             raise InputError("export called before build_model on this task; export the model it built")
         after = base_weights_sha256(state_dict, self._train_dtype())
         if after != self._base_sha256_trained:

@@ -91,7 +91,7 @@ def base_components(cfg: MultiViewConfig) -> Components:
         video = build_unet(preset, "image", cfg.num_views, latent, seed=cfg.init.seed)
         inflate_image_unet(comp.unet, video, cfg.init.mix_factor_init)
         comp = dataclasses.replace(comp, unet=video)
-    unet = comp.unet
+    unet: UNetSpatioTemporalConditionModel = comp.unet  # the video UNet (widened above for an image stage)
     _check_preset(unet, cfg, cfg.init.base_uri)
     if unet.config.in_channels != 2 * comp.vae.config.latent_channels:
         raise InputError(

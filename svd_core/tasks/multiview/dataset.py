@@ -161,7 +161,7 @@ def orbits_version(orbits: list[Orbit]) -> str:
 def load_view(uri: str, size: int) -> torch.Tensor:
     """A view image -> (3, size, size) float32 in [-1, 1]; RGBA is composited onto white."""
     try:
-        image = Image.open(pyio.BytesIO(svd_io.read_bytes(uri)))
+        image: Image.Image = Image.open(pyio.BytesIO(svd_io.read_bytes(uri)))
         image.load()
     except (OSError, StorageError) as exc:
         raise InputError(f"view image {uri} cannot be read ({exc}); re-render the object") from None

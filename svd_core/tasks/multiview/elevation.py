@@ -20,17 +20,22 @@ feeds the 4th id at sampling. Elevation is given in degrees (the sinusoid's freq
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from svd_core.errors import InputError
 from svd_core.model.config import NUM_ADDED_TIME_IDS
+
+if TYPE_CHECKING:
+    from diffusers import UNetSpatioTemporalConditionModel
 
 ELEVATION_ID = NUM_ADDED_TIME_IDS
 """Index of the elevation in `added_time_ids` (after fps_id, motion_bucket_id, cond_aug)."""
 MULTIVIEW_TIME_IDS = NUM_ADDED_TIME_IDS + 1
 
 
-def added_time_id_count(unet: torch.nn.Module) -> int:
+def added_time_id_count(unet: UNetSpatioTemporalConditionModel) -> int:
     """How many added time ids the UNet's vector conditioning takes (3 for SVD, 4 once multi-view)."""
     width = unet.add_embedding.linear_1.in_features
     per_id = unet.config.addition_time_embed_dim
@@ -39,12 +44,12 @@ def added_time_id_count(unet: torch.nn.Module) -> int:
     return width // per_id
 
 
-def has_elevation_input(unet: torch.nn.Module) -> bool:
+def has_elevation_input(unet: UNetSpatioTemporalConditionModel) -> bool:
     return added_time_id_count(unet) == MULTIVIEW_TIME_IDS
 
 
 @torch.no_grad()
-def add_elevation_input(unet: torch.nn.Module) -> torch.nn.Module:
+def add_elevation_input(unet: UNetSpatioTemporalConditionModel) -> UNetSpatioTemporalConditionModel:
     """Widen the UNet's vector conditioning by one sinusoidally embedded id (in place; returns the UNet).
 
     New input columns of `add_embedding.linear_1` start at zero: the output is unchanged until trained.
@@ -77,6 +82,6 @@ def multiview_time_ids(
     return torch.stack([fps_id, motion_bucket_id, cond_aug, elevation_deg], dim=1)
 
 
-def elevation_embedding(unet: torch.nn.Module, elevation_deg: torch.Tensor) -> torch.Tensor:
+def elevation_embedding(unet: UNetSpatioTemporalConditionModel, elevation_deg: torch.Tensor) -> torch.Tensor:
     """The sinusoidal embedding the UNet gives an elevation (its `add_time_proj`), (B,) -> (B, d)."""
     return unet.add_time_proj(elevation_deg.flatten())

@@ -48,6 +48,9 @@ def _to_model_range(images: Sequence[np.ndarray]) -> torch.Tensor:
 
 
 class _ScalingLayer(torch.nn.Module):
+    shift: torch.Tensor  # buffers, registered in __init__
+    scale: torch.Tensor
+
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1))

@@ -58,7 +58,9 @@ class DataConfig(_Section):
     fps_max: int = Field(30, ge=1, le=60)
     """Highest target frame rate sampled; never above a clip's own rate."""
     caption_weights: dict[str, float] = Field(default_factory=lambda: {"caption": 1.0})
-    """Text mode: caption column -> sampling weight (paper: CoCa 0.5, VideoBLIP 0.25, LLM summary 0.25)."""
+    """Text mode: caption column -> sampling weight, drawn anew for every sample in every epoch (paper:
+    merged LLM caption 0.5, CoCa image caption 0.25, VideoBLIP video caption 0.25). The default is the one
+    column LVD tables have; the paper's mix needs the image and video captions as columns of the table."""
     max_items: int | None = Field(None, ge=1)
     """Use only the first N usable clips (smoke runs); None uses all."""
     shard_cache_dir: str | None = None

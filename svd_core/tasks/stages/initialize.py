@@ -38,6 +38,7 @@ def initial_components(cfg: TrainStageConfig) -> Components:
             image_unet=cfg.stage == "image",
         )
     elif cfg.init.kind == "pipeline":
+        assert cfg.init.pipeline_uri is not None  # required for kind=pipeline (TrainStageConfig validates it)
         comp = load_components(cfg.init.pipeline_uri, cfg.init.cache_dir)
         comp = dataclasses.replace(comp, unet=_fit_parent_unet(comp.unet, cfg, preset))
     else:
@@ -59,7 +60,9 @@ def check_unet_kind(unet: torch.nn.Module, cfg: TrainStageConfig) -> None:
         )
 
 
-def check_preset(unet: torch.nn.Module, preset: ModelPreset, cfg: TrainStageConfig) -> None:
+def check_preset(
+    unet: UNet2DConditionModel | UNetSpatioTemporalConditionModel, preset: ModelPreset, cfg: TrainStageConfig
+) -> None:
     got = tuple(unet.config.block_out_channels), unet.config.cross_attention_dim
     want = preset.unet.block_out_channels, preset.unet.cross_attention_dim
     if got != want:
@@ -110,6 +113,7 @@ def _load_image_unet(uri: str, cache_dir: str | None) -> tuple[UNet2DConditionMo
 
 
 def _inflated(cfg: TrainStageConfig, preset: ModelPreset) -> Components:
+    assert cfg.init.image_unet_uri is not None  # required for kind=inflate (TrainStageConfig validates it)
     image_unet, stage_one = _load_image_unet(cfg.init.image_unet_uri, cfg.init.cache_dir)
     if cfg.init.pipeline_uri:
         others = load_components(cfg.init.pipeline_uri, cfg.init.cache_dir)

@@ -84,20 +84,10 @@ class SvdTrainTask:
     def build_dataset(self) -> torch.utils.data.Dataset:
         cfg, data = self.cfg, self.cfg.data
         tokenizer = self.components.tokenizer if cfg.conditioning == "text" else None
-        dataset = VideoClipDataset(
-            data.table_uri,
-            num_frames=cfg.num_frames,
-            height=cfg.height,
-            width=cfg.width,
-            fps_min=data.fps_min,
-            fps_max=data.fps_max,
-            seed=cfg.trainer.seed,
-            cond_aug_mean=cfg.objective.cond_aug_mean,
-            cond_aug_std=cfg.objective.cond_aug_std,
+        dataset = VideoClipDataset.from_config(
+            cfg,
             caption_weights=data.caption_weights,
             tokenize=functools.partial(_tokenize_one, tokenizer) if tokenizer is not None else None,
-            shard_cache_dir=data.shard_cache_dir,
-            max_items=data.max_items,
         )
         if data.latent_cache_uri is None:
             return dataset
@@ -155,7 +145,9 @@ class SvdTrainTask:
     def export(self, state_dict: dict[str, torch.Tensor], out_dir: Path) -> None:
         """Full trainable weights -> pipeline folder (StableVideoDiffusionPipeline in image mode)."""
         template = self.components.unet
-        unet = type(template).from_config(template.config)
+        # A diffusers model class (from_config); Components types the UNet as a plain nn.Module.
+        unet_class: type[Any] = type(template)
+        unet = unet_class.from_config(template.config)
         try:
             result = unet.load_state_dict(state_dict, strict=False)
         except RuntimeError as exc:  # shape mismatches

@@ -54,6 +54,23 @@ def test_sample_then_build_lvd(app: typer.Typer, tmp_path: Path) -> None:
     table = pd.read_parquet(out / "lvd.parquet")
     assert len(table) == len(truth["videos"]["v00_static_cuts.mp4"]["shots"])
 
+    score = [
+        "score",
+        "--lvd",
+        str(out / "lvd_parts"),
+        "--out",
+        str(out / "scored"),
+        "models.craft_weights=null",
+    ]
+    result = runner.invoke(app, [*score, "--scorer", "flow"])
+    assert result.exit_code == 0, result.output
+    assert f"scored {len(table)} clips with flow (flow_score)" in result.output
+    assert len(pd.read_parquet(out / "scored" / "part-00000.parquet")) == len(table)
+    result = runner.invoke(app, [*score, "--scorer", "aesthetic"])
+    assert isinstance(result.exception, InputError) and "available: ['camera', 'caption', 'flow']" in str(
+        result.exception
+    )
+
     result = runner.invoke(app, [*args[:-1], "cuts.min_clip_s=5"])  # every shot is 4 s: nothing left
     assert isinstance(result.exception, InputError)
     assert "no clips from 2 input video(s)" in str(result.exception)

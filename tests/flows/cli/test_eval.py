@@ -45,7 +45,13 @@ def test_import_votes_prints_rejections_and_writes_the_good_rows(app, tmp_path):
         "m2,m3,tie,overall,ann,p1,model_b\n"
     )
     out = tmp_path / "votes.parquet"
-    result = runner.invoke(app, ["import-votes", "--from", "csv", str(csv), "--out", str(out)])
+    refused = runner.invoke(app, ["import-votes", "--from", "csv", str(csv), "--out", str(out)])
+    assert isinstance(refused.exception, InputError) and "above max_rejected_share=5%" in str(
+        refused.exception
+    )
+    assert "unknown winner 'model_z'" in refused.output and not out.exists(), "rows listed, nothing written"
+    args = ["import-votes", "--from", "csv", str(csv), "--out", str(out), "--max-rejected-share", "0.5"]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert (
         "unknown winner 'model_z'" in result.output
@@ -58,6 +64,30 @@ def test_import_votes_prints_rejections_and_writes_the_good_rows(app, tmp_path):
     assert isinstance(strict.exception, InputError) and not (tmp_path / "s.parquet").exists()
     wrong = runner.invoke(app, ["import-votes", "--from", "xlsx", str(csv), "--out", str(out)])
     assert isinstance(wrong.exception, InputError) and "csv or labelstudio" in str(wrong.exception)
+
+
+def test_import_votes_from_an_arena_battle_export_and_analyze_refuses_a_bad_file(app, tmp_path):
+    battles = [
+        {"model_a": "svd/2", "model_b": "svd/1", "winner": w, "judge": f"user{k % 3}", "tstamp": 1.7e9 + k,
+         "turn": 1, "anony": True, "language": "English", "question_id": f"q{k % 5}"}
+        for k, w in enumerate(["model_a", "model_b", "tie (bothbad)", "model_a", "tie", "model_a"])
+    ]  # fmt: skip
+    export = tmp_path / "clean_battle.json"
+    export.write_text(json.dumps(battles))
+    out = tmp_path / "votes.csv"
+    result = runner.invoke(app, ["import-votes", "--from", "arena", str(export), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "no row rejected" in result.output and "6 vote(s) imported" in result.output
+    assert pd.read_csv(out)["rater_id"].tolist()[:3] == ["user0", "user1", "user2"]
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps([*battles, *({**b, "winner": "model_c"} for b in battles[:2])]))
+    args = ["analyze", "--votes", str(broken), "--out", str(tmp_path / "r"), "bootstrap_rounds=20"]
+    refused = runner.invoke(app, args)
+    assert isinstance(refused.exception, InputError) and "2 of 8 rows" in str(refused.exception)
+    assert "unknown winner 'model_c'" in refused.output and not (tmp_path / "r").exists()
+    accepted = runner.invoke(app, [*args, "max_rejected_share=0.3", "paper_elo_orderings=0"])
+    assert accepted.exit_code == 0, accepted.output
+    assert "2 rejected row(s)" in accepted.output
 
 
 def test_import_votes_from_label_studio(app, tmp_path):

@@ -167,7 +167,12 @@ def test_serve_answers_on_loopback(tmp_path: Path) -> None:
                 pass
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise AssertionError(
-                    f"serve did not come up: {proc.stdout.read() if proc.poll() is not None else ''}"
+                    "serve did not come up: "
+                    + (
+                        proc.stdout.read().decode(errors="replace")
+                        if proc.stdout and proc.poll() is not None
+                        else ""
+                    )
                 )
             time.sleep(0.2)
         token = tokens["rater-1"]

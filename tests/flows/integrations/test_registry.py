@@ -73,3 +73,22 @@ def test_rollback_without_previous(svd_home: Path, tmp_path: Path) -> None:
     _register(tmp_path, "svd-lonely")
     with pytest.raises(InputError, match="no 'previous' alias"):
         registry.rollback("svd-lonely")
+
+
+def test_models_alias_command_sets_candidate_and_refuses_champion(
+    svd_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flows.cli import main as cli_main
+
+    monkeypatch.setattr(cli_main, "_activate", lambda args: None)  # the module's store is configured
+    _register(tmp_path, "svd-alias")
+    _register(tmp_path, "svd-alias")
+    with pytest.raises(SystemExit) as done:
+        cli_main.main(["models", "alias", "models:/svd-alias/1", "candidate"])
+    assert done.value.code == 0
+    assert "models:/svd-alias@candidate -> version 1" in capsys.readouterr().out
+    assert registry.resolve("models:/svd-alias@candidate").version == "1"  # not the highest (2)
+    with pytest.raises(SystemExit) as refused:
+        cli_main.main(["models", "alias", "models:/svd-alias/2", "champion"])
+    assert refused.value.code == 2 and "svd eval promote" in capsys.readouterr().err
+    assert registry.resolve_or_none("models:/svd-alias@champion") is None

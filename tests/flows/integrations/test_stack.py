@@ -145,3 +145,64 @@ def test_taken_port_gives_clear_error_and_starts_nothing(tmp_path: Path) -> None
 def test_down_when_nothing_runs(tmp_path: Path) -> None:
     env = _stack_env(tmp_path / "home")
     assert "nothing was running" in svd_cli("stack", "down", env=env).stdout
+
+
+REGISTER_ONE = """
+import mlflow, pathlib
+from flows.integrations import registry, tracking
+
+class Echo(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return model_input
+
+folder = pathlib.Path(__import__("tempfile").mkdtemp()) / "pipe"
+folder.mkdir()
+(folder / "model_index.json").write_text('{"kept": true}')
+with tracking.run("persist-test", "stage"):
+    print(registry.register_pipeline(folder, "kept-model", {"svd.stage": "finetune"}, Echo()).uri)
+"""
+
+FLOW_RUN_NAMES = """
+import asyncio
+from prefect import get_client
+
+async def runs():
+    async with get_client() as client:
+        flows = {f.id: f.name for f in await client.read_flows()}
+        return sorted({flows[r.flow_id] for r in await client.read_flow_runs()})
+print(asyncio.run(runs()))
+"""
+
+
+@pytest.mark.timeout(1800)  # two stack starts, a flow run and a registration: minutes on a loaded machine
+def test_down_up_keeps_models_and_a_prefect_profile_gets_the_flow_runs(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = _stack_env(home)
+    svd_cli("stack", "up", env=env)
+    try:
+        urls = RunningStack(home, env).urls
+        # A user whose only setting is a Prefect profile pointing at the server: svd's flows run there.
+        profiles = tmp_path / "profiles.toml"
+        profiles.write_text(
+            f'active = "team"\n[profiles.team]\nPREFECT_API_URL = "{urls["SVD_PREFECT_API_URL"]}"\n'
+        )
+        user = {"SVD_HOME": str(tmp_path / "user-home"), "PREFECT_PROFILES_PATH": str(profiles)}
+        orbits = ["--objects", "1", "--views", "2", "--size", "16", "--supersample", "1"]
+        svd_cli(
+            "data", "orbits", "--out", str(tmp_path / "orbits"), *orbits, "--prefect", env=user, timeout=900
+        )
+        server = {"PREFECT_API_URL": urls["SVD_PREFECT_API_URL"], "PREFECT_HOME": str(tmp_path / "client")}
+        assert "make_orbits" in _client(FLOW_RUN_NAMES, server)
+        assert not (tmp_path / "user-home" / "prefect").exists(), "no throwaway local Prefect server"
+
+        # A registered model's artifacts (in the stack's S3) survive `svd stack down && svd stack up`.
+        assert "models:/kept-model/1" in _client(REGISTER_ONE, env).split()
+        svd_cli("stack", "down", env=env)
+        assert (home / "stack" / "s3-state.pickle").is_file()
+        svd_cli("stack", "up", env=env)
+        svd_cli("models", "export", "models:/kept-model/1", "--out", str(tmp_path / "exported"), env=env)
+        assert (tmp_path / "exported" / "model_index.json").read_text() == '{"kept": true}'
+    finally:
+        pgids = _pids(home)
+        svd_cli("stack", "down", env=env, check=False)
+    assert _group_alive(pgids) == [], "svd stack down left processes running"

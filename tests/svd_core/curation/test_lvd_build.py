@@ -4,6 +4,7 @@ every non-learned score filled, exact schema, reruns skip finished work, timeout
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import shutil
 import threading
@@ -53,10 +54,23 @@ def built(sample: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory) -
     return build_lvd(str(sample[0]), str(out), CFG, scorers=scorers()), out
 
 
-def _boundaries(rows: pd.DataFrame, video: dict) -> list[int]:
-    """Frame indices where clips start or end (inside the video): the cuts the build acted on."""
+def _boundaries(rows: pd.DataFrame, video: dict, max_gap_s: float = 4.0) -> list[int]:
+    """Frame indices of the cuts the build acted on. Where one clip ends and the next starts at the same
+    frame, that frame. A dissolve or fade is trimmed from both neighbours, so a short gap between two clips
+    stands for one cut in its middle, unless an edge of the gap is a planted hard cut (a short shot between
+    two hard cuts was dropped): then both edges count."""
     times = np.asarray(video.get("frame_times") or np.arange(video["num_frames"]) / FPS)
-    edges = {int(np.searchsorted(times, t - 1e-4)) for t in (*rows.start_s, *rows.end_s)}
+
+    def frame(t: float) -> int:
+        return int(np.searchsorted(times, t - 1e-4))
+
+    hard = {c["frame"] for c in video["cuts"] if c["kind"] == "hard"}
+    spans = sorted(zip(rows.start_s, rows.end_s, strict=True))
+    edges: set[int] = {frame(spans[0][0]), frame(spans[-1][1])} if spans else set()
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        pair = {frame(end), frame(start)}
+        short = start - end <= max_gap_s
+        edges |= {frame((end + start) / 2)} if short and not pair & hard else pair
     return sorted(e for e in edges if 0 < e < video["num_frames"])
 
 

@@ -275,3 +275,54 @@ def test_a_published_dataset_folder_resolves_to_its_current_table(tmp_path: Path
     published = publish_dataset(str(tmp_path / "curated"), "lvd_f", pd.read_parquet(svd_io.local_path(uri)))
     ds = VideoClipDataset(str(tmp_path / "curated" / "lvd_f"), 4, 32, 48)
     assert ds.table_uri == published.files["table"] and len(ds) == 3
+
+
+def test_each_epoch_draws_a_new_window_rate_cond_aug_and_caption_and_resume_repeats_them(
+    tmp_path: Path,
+) -> None:
+    from svd_core.training.checkpoint import BatchStream, DataPosition
+    from svd_core.training.config import TrainerConfig
+
+    uri = write_lvd(tmp_path, [{"num_frames": 45, "fps": 30, "caption": "merged caption"}])
+    table = pd.read_parquet(svd_io.local_path(uri))
+    table["caption_image"], table["caption_video"] = ["image caption"], ["video caption"]
+    table.to_parquet(svd_io.local_path(uri))
+    tok = build_byte_level_tokenizer()
+    ds = VideoClipDataset(
+        uri,
+        4,
+        32,
+        48,
+        fps_min=3,
+        fps_max=60,
+        seed=7,
+        caption_weights={"caption": 0.5, "caption_image": 0.25, "caption_video": 0.25},
+        tokenize=lambda t: tokenize(tok, [t])[0],
+    )
+    plans = [ds.plan(0, epoch=e) for e in range(12)]
+    assert len({p.target_fps for p in plans}) > 3 and all(3 <= p.target_fps <= 30 for p in plans)  # <= source
+    assert len({p.indices[0] for p in plans}) > 3  # window start
+    assert len({p.cond_aug for p in plans}) == 12 and len({p.cond_noise_seed for p in plans}) == 12
+    # the paper's 0.5 / 0.25 / 0.25 caption mix
+    picks = [ds.plan(0, epoch=e).caption for e in range(2000)]
+    assert len({p.caption for p in plans}) > 1
+    assert abs(picks.count("merged caption") / 2000 - 0.5) < 0.04
+    assert abs(picks.count("video caption") / 2000 - 0.25) < 0.04
+
+    cfg = TrainerConfig(micro_batch_size=1, num_workers=1, seed=7)
+    stream = BatchStream(ds, cfg, rank=0, world=1, device=torch.device("cpu"))
+    first, second = stream.next_batch(), stream.next_batch()  # one clip: one batch per epoch
+    assert stream.position == DataPosition(epoch=1, batch=1)
+    for epoch, batch in ((0, first), (1, second)):  # drawn in the worker process for that epoch
+        plan = plans[epoch]
+        assert [source_index(f) for f in batch["frames"][0]] == plan.indices
+        assert batch["fps_id"].item() == plan.target_fps - 1
+        assert batch["cond_aug"].item() == pytest.approx(plan.cond_aug)
+        assert torch.equal(batch["input_ids"][0], tokenize(tok, [plan.caption])[0])
+    assert plans[0].indices != plans[1].indices or plans[0].target_fps != plans[1].target_fps
+
+    resumed = BatchStream(ds, cfg, rank=0, world=1, device=torch.device("cpu"))
+    resumed.seek(DataPosition(epoch=1, batch=0))  # a checkpoint taken after epoch 0
+    again = resumed.next_batch()
+    for key, value in second.items():
+        assert torch.equal(again[key], value), key

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from svd_core.errors import InputError
 from svd_core.evaluation.imports import (
+    check_rejected,
+    import_arena,
     import_arena_csv,
     import_label_studio,
     load_votes,
@@ -86,9 +89,14 @@ def test_bad_flags_and_timestamps_are_rejected(tmp_path):
 
 
 def test_a_missing_column_refuses_the_file(tmp_path):
-    path = write_csv(tmp_path, ["m1,m2,model_a,visual_quality,ann,p1"], header=HEADER.rsplit(",", 1)[0])
-    with pytest.raises(InputError, match=r"lacks column\(s\) \['left'\]"):
+    path = write_csv(
+        tmp_path, ["m1,model_a,visual_quality,ann,p1"], header="model_a,winner,question,rater_id,prompt_id"
+    )
+    with pytest.raises(InputError, match=r"lack column\(s\) \['model_b'\]"):
         import_arena_csv(path)
+    no_rater = write_csv(tmp_path, ["m1,m2,model_a"], header="model_a,model_b,winner")
+    with pytest.raises(InputError, match="judge"):
+        import_arena_csv(no_rater)
 
 
 def test_votes_round_trip_through_parquet_and_csv(tmp_path):
@@ -158,3 +166,74 @@ def test_label_studio_non_export_is_refused(tmp_path):
     path.write_text(json.dumps({"tasks": []}))
     with pytest.raises(InputError, match="list of tasks"):
         import_label_studio(str(path))
+
+
+# --- the real arena battle export ----------------------------------------------------------------------
+ARENA_BATTLES = [
+    # model_a, model_b, winner, judge, tstamp, turn, anony, language, question_id
+    ("svd/2", "svd/1", "model_a", "arena_user_1", 1733300000.1, 1, True, "English", "q01"),
+    ("svd/1", "svd/2", "model_b", "arena_user_2", 1733300011.5, 1, True, "English", "q02"),
+    ("svd/2", "svd/3", "tie (bothbad)", "arena_user_1", 1733300020.0, 2, True, "German", "q03"),
+    ("svd/3", "svd/1", "tie", "arena_user_3", 1733300030.0, 1, False, "English", "q01"),
+    ("svd/1", "svd/3", "model_a", "arena_user_2", 1733300040.0, 1, True, "English", "q04"),
+    ("svd/2", "svd/1", "model_a", "arena_user_3", 1733300050.0, 1, True, "English", "q05"),
+    ("svd/1", "svd/2", "model_b", "arena_user_1", 1733300000.1, 1, True, "English", "q01"),  # row 1 swapped
+    ("svd/2", "svd/3", "model_z", "arena_user_4", 1733300060.0, 1, True, "English", "q06"),  # bad winner
+]
+ARENA_FIELDS = ("model_a", "model_b", "winner", "judge", "tstamp", "turn", "anony", "language", "question_id")
+
+
+@pytest.mark.parametrize("suffix", ["json", "csv", "jsonl"])
+def test_a_real_arena_battle_export_imports_and_ranks(tmp_path, suffix):
+    from svd_core.evaluation.analyze import analyze
+    from svd_core.evaluation.config import AnalysisConfig
+
+    battles = pd.DataFrame(ARENA_BATTLES, columns=ARENA_FIELDS)
+    path = tmp_path / f"clean_battle.{suffix}"
+    if suffix == "json":
+        path.write_text(json.dumps(battles.to_dict(orient="records")))
+    elif suffix == "jsonl":
+        battles.to_json(path, orient="records", lines=True)
+    else:
+        battles.to_csv(path, index=False)
+    result = import_arena(str(path), study_id="arena")
+    assert list(result.votes.columns) == VOTE_COLUMNS
+    assert result.rejected["row_number"].tolist() == [7, 8]
+    assert (
+        "with the models swapped" in result.rejected["reason"].iloc[0]
+        and "(row 1)" in result.rejected["reason"].iloc[0]
+    )
+    assert "unknown winner 'model_z'" in result.rejected["reason"].iloc[1]
+    votes = result.votes
+    assert votes["rater_id"].tolist()[:3] == ["arena_user_1", "arena_user_2", "arena_user_1"]
+    assert votes["prompt_id"].tolist()[:3] == ["q01", "q02", "q03"]
+    assert (votes["left"] == "model_a").all() and (votes["question"] == "overall").all()
+    assert votes["winner"].tolist()[:4] == ["model_a", "model_b", "tie", "tie"]
+    assert votes["created_at"].iloc[0].startswith("2024-12-04T08:13:20")
+    with pytest.raises(InputError, match=r"2 of 8 rows .* above max_rejected_share=5%"):
+        check_rejected(result, str(path))
+    check_rejected(result, str(path), max_share=0.25)
+    ranked = analyze(votes, AnalysisConfig(bootstrap_rounds=50, paper_elo_orderings=0))
+    assert list(ranked.leaderboard["model"]) == ["svd/2", "svd/1", "svd/3"]  # 1 beat 3 once and tied once
+    assert np.isfinite(ranked.leaderboard["rating"]).all()
+
+
+def test_arena_battles_without_question_ids_take_the_prompt_text_or_the_battle(tmp_path):
+    with_text = pd.DataFrame(
+        {"model_a": ["a", "b"], "model_b": ["b", "a"], "winner": ["model_a", "model_b"],
+         "judge": ["u1", "u1"], "prompt": ["a cat", "a cat"], "left": ["model_b", "model_a"]}
+    )  # fmt: skip
+    path = tmp_path / "with_text.csv"
+    with_text.to_csv(path, index=False)
+    result = import_arena(str(path))
+    assert len(result.votes) == 1 and "duplicate vote" in result.rejected["reason"].iloc[0]
+    assert (
+        result.votes["prompt_id"].iloc[0].startswith("prompt-") and result.votes["left"].iloc[0] == "model_b"
+    )
+    battles = with_text.drop(columns=["prompt", "left"]).assign(tstamp=[1.0, 2.0])
+    path = tmp_path / "battles.csv"
+    battles.to_csv(path, index=False)
+    result = import_arena(str(path), question="visual_quality")
+    assert result.rejected.empty, "different battles of one judge are not duplicates"
+    assert result.votes["prompt_id"].tolist() == ["u1@1.0", "u1@2.0"]
+    assert (result.votes["question"] == "visual_quality").all()

@@ -16,6 +16,7 @@ from svd_core.evaluation.config import StudyConfig
 from svd_core.evaluation.evalsets import default_eval_set
 from svd_core.evaluation.study import (
     GOLD_SUFFIX,
+    OFF_PROMPT_SUFFIX,
     degrade_video_frames,
     degraded_uri,
     design_study,
@@ -63,7 +64,9 @@ def test_sides_are_random_recorded_and_balanced():
 
 def test_axes_give_round_robins_within_each_axis_only():
     cfg = StudyConfig(
-        axes={"motion": ["base", "motion25"], "filters": ["base", "aes25", "clip50"]}, gold_rate=0
+        axes={"motion": ["base", "motion25"], "filters": ["base", "aes25", "clip50"]},
+        gold_rate=0,
+        gold_per_rater=0,
     )
     design = design_study(EVAL_SET, samples_for([*MODELS, "unused"]), cfg)
     pairs = {(t["model_a"], t["model_b"]) for t in design.tasks}
@@ -73,7 +76,8 @@ def test_axes_give_round_robins_within_each_axis_only():
 
 def test_image_to_video_asks_overall():
     i2v = default_eval_set("image-to-video")
-    design = design_study(i2v, samples_for(["a", "b"], i2v), config(task="image-to-video", gold_rate=0))
+    no_checks = config(task="image-to-video", gold_rate=0, gold_per_rater=0)
+    design = design_study(i2v, samples_for(["a", "b"], i2v), no_checks)
     assert {t["question"] for t in design.tasks} == {"overall"} and len(design.tasks) == 4
     assert all(t["image_uri"] == i2v.item(t["prompt_id"]).image_uri for t in design.tasks)
 
@@ -89,18 +93,42 @@ def test_each_task_goes_to_r_distinct_raters_with_balanced_queues():
     assert max(loads) - min(loads) <= 1 and len(loads) == 7
 
 
-def test_gold_tasks_mix_in_at_the_configured_rate():
+def test_gold_tasks_mix_in_at_the_configured_rate_and_fit_their_question():
     design = design_study(EVAL_SET, samples_for(MODELS), config(gold_rate=0.2, gold_dir="s3://b/gold"))
     gold = [t for t in design.tasks if t["is_gold"]]
     assert len(gold) / len(design.tasks) == pytest.approx(0.2, abs=0.01)
+    assert {t["question"] for t in gold} == {"prompt_alignment", "visual_quality"}
     for t in gold:
-        assert t["model_b"] == t["model_a"] + GOLD_SUFFIX
-        assert t["sample_b_uri"] == degraded_uri(t["sample_a_uri"], "s3://b/gold")
-        assert t["sample_b_uri"].startswith("s3://b/gold/")
-    assert {c["degraded_uri"] for c in design.gold_copies} == {t["sample_b_uri"] for t in gold}
+        if t["question"] == "prompt_alignment":  # the same model's video of another prompt
+            assert t["model_b"] == t["model_a"] + OFF_PROMPT_SUFFIX
+            other = t["sample_b_uri"].rsplit("/", 1)[-1].removesuffix(".mp4")
+            assert other != t["prompt_id"] and other in EVAL_SET.prompt_ids
+            assert t["sample_b_uri"].startswith(f"s3://bucket/samples/{t['model_a']}/")
+        else:  # a visibly degraded copy
+            assert t["model_b"] == t["model_a"] + GOLD_SUFFIX
+            assert t["sample_b_uri"] == degraded_uri(t["sample_a_uri"], "s3://b/gold")
+            assert t["sample_b_uri"].startswith("s3://b/gold/")
+    degraded = {t["sample_b_uri"] for t in gold if t["question"] != "prompt_alignment"}
+    assert {c["degraded_uri"] for c in design.gold_copies} == degraded
     for queue in design.assignment.values():
         share = sum(t in {g["task_id"] for g in gold} for t in queue) / len(queue)
         assert 0.1 < share < 0.3
+
+
+def test_every_rater_gets_the_attention_check_quota():
+    i2v = default_eval_set("image-to-video")  # 4 images x 2 models: 8 distinct checks at most
+    cfg = config(task="image-to-video", raters_per_pair=2, num_raters=6, gold_rate=0.1, gold_per_rater=5)
+    design = design_study(i2v, samples_for(["a", "b"], i2v), cfg)
+    gold = {t["task_id"] for t in design.tasks if t["is_gold"]}
+    for queue in design.assignment.values():
+        assert len(queue) == len(set(queue)) and len(gold & set(queue)) >= 5
+    assert len({t["task_id"] for t in design.tasks}) == len(design.tasks)
+    assert {c["degraded_uri"] for c in design.gold_copies} == {
+        t["sample_b_uri"] for t in design.tasks if t["is_gold"]
+    }
+    capped = design_study(i2v, samples_for(["a", "b"], i2v), cfg.model_copy(update={"gold_per_rater": 50}))
+    gold = {t["task_id"] for t in capped.tasks if t["is_gold"]}
+    assert len(gold) == 8 and all(gold <= set(q) for q in capped.assignment.values())
 
 
 def test_same_seed_same_design_other_seed_other_design():

@@ -9,6 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from svd_core.config import validate_config
+from svd_core.errors import ConfigError
 from svd_core.training.config import TrainerConfig
 from svd_core.training.launch import launch
 from svd_core.training.metrics import read_metrics
@@ -65,3 +67,26 @@ def test_hostfile_launch_reports_the_failing_rank(tmp_path):
     assert "\n" not in message
     assert "rank 1 failed: RuntimeError: injected failure at compute_loss call 1" in message
     assert "rank-1.log" in message
+
+
+def test_torchrun_starts_the_ranks(tmp_path):
+    cfg = TrainerConfig(
+        max_steps=2,
+        warmup_steps=0,
+        checkpoint_every=2,
+        log_every=1,
+        num_workers=0,
+        ranks=2,
+        zero_stage=1,
+        device="cpu",
+        launcher="torchrun",
+    )
+    run_dir = tmp_path / "run"
+    result = launch(TASK_FACTORY, {}, cfg, run_dir)
+    assert (result.world_size, result.finished) == (2, True)
+    assert all(0.5 <= n / result.param_numel_total <= 0.51 for n in result.master_numel_per_rank)
+    logs = [(run_dir / "logs" / f"rank-{rank}.log").read_text() for rank in (0, 1)]
+    assert all(f"rank {r} of 2 started by torchrun" in log for r, log in enumerate(logs))
+    assert "step 2/2" in logs[0]  # ranks log to their own files
+    with pytest.raises(ConfigError, match="launcher=torchrun starts one machine"):
+        validate_config(TrainerConfig, {"launcher": "torchrun", "hostfile": str(_hostfile(tmp_path))})

@@ -34,6 +34,23 @@ def test_resume_point_is_the_newest_complete_checkpoint(tmp_path):
     assert (info.step, info.world_size, info.zero_stage, info.batch) == (10, 2, 3, 10)
 
 
+def test_a_restart_drops_the_metrics_rows_after_its_resume_point(tmp_path):
+    from svd_core.training.metrics import read_metrics
+
+    metrics = tmp_path / "metrics.jsonl"
+    crashed = "".join(f'{{"step": {s}, "loss": {s / 10}}}\n' for s in range(1, 8)) + '{"step": 8, "lo'
+    assert ckpt.discard_unresumable_metrics(tmp_path) == 0  # no file yet
+    metrics.write_text(crashed)  # a killed attempt: steps 1-7 and a torn line, last checkpoint at step 4
+    assert ckpt.discard_unresumable_metrics(tmp_path) == 7  # no checkpoint: the run restarts at step 0
+    metrics.write_text(crashed)
+    _fake_checkpoint(ckpt.checkpoint_root(tmp_path), 4)
+    _fake_checkpoint(ckpt.checkpoint_root(tmp_path), 6, complete=False)
+    assert ckpt.discard_unresumable_metrics(tmp_path) == 3
+    assert [r["step"] for r in read_metrics(metrics)] == [1, 2, 3, 4]
+    assert ckpt.discard_unresumable_metrics(tmp_path) == 0  # idempotent (the trainer repeats it)
+    assert ckpt.discard_unresumable_metrics(tmp_path, resume=False) == 4  # resume=false starts over
+
+
 def test_publish_prunes_old_and_stale_partial_checkpoints(tmp_path):
     root = ckpt.checkpoint_root(tmp_path)
     for step in (2, 4):

@@ -46,7 +46,34 @@ def test_defaults_follow_the_paper():
     cfg = TrainerConfig()
     assert (cfg.lr, cfg.ema_decay, cfg.exports_ema) == (3e-5, 0.9999, True)
     assert TrainerConfig(ema=False).exports_ema is False
-    assert TrainerConfig(micro_batch_size=2, gradient_accumulation_steps=3, ranks=4).global_batch_size == 24
+    assert TrainerConfig(micro_batch_size=2, gradient_accumulation_steps=3, ranks=4).total_batch_size == 24
+
+
+def test_global_batch_is_the_unit_and_accumulation_is_derived():
+    cfg = TrainerConfig(global_batch_size=1536, micro_batch_size=8, ranks=192)
+    assert (cfg.accumulation_steps, cfg.total_batch_size) == (1, 1536)
+    eight = TrainerConfig(global_batch_size=1536, micro_batch_size=8, ranks=8)
+    assert (eight.accumulation_steps, eight.total_batch_size) == (24, 1536)
+    assert build_ds_config(eight, 8, CPU)["gradient_accumulation_steps"] == 24
+    assert build_ds_config(eight, 8, CPU)["train_batch_size"] == 1536
+    same = TrainerConfig(global_batch_size=64, micro_batch_size=4, ranks=2, gradient_accumulation_steps=8)
+    assert same.accumulation_steps == 8
+    assert TrainerConfig(micro_batch_size=2, ranks=3).total_batch_size == 6  # no global batch: accumulation 1
+    with pytest.raises(
+        ConfigError,
+        match=r"global_batch_size=1000 is not a multiple of micro_batch_size=8 x "
+        r"ranks=3 = 24; use global_batch_size=984 or 1008",
+    ):
+        validate_config(TrainerConfig, {"global_batch_size": 1000, "micro_batch_size": 8, "ranks": 3})
+    with pytest.raises(
+        ConfigError,
+        match=r"gradient_accumulation_steps=2 but global_batch_size=64 / "
+        r"\(micro_batch_size=4 x ranks=2\) = 8",
+    ):
+        validate_config(
+            TrainerConfig,
+            {"global_batch_size": 64, "micro_batch_size": 4, "ranks": 2, "gradient_accumulation_steps": 2},
+        )
 
 
 def test_precision_auto_is_bf16_on_gpu_and_fp32_on_cpu():
@@ -130,6 +157,28 @@ def test_sharded_ema_math_swap_and_state():
     assert other.num_updates == 1 and torch.equal(other.shadow[1], ema.shadow[1])
     with pytest.raises(InputError, match="same model, ranks and zero_stage"):
         ShardedEma([torch.zeros(5)], 0.75).load_state_dict(state)
+
+
+def test_ema_warmup_follows_litema_and_survives_a_resume():
+    assert TrainerConfig().ema_warmup is True
+    master = [torch.zeros(3)]
+    ema = ShardedEma(master, decay=0.9999, warmup=True)
+    decays = []
+    for step in range(1, 2001):
+        decays.append(ema.current_decay())
+        master[0].fill_(float(step))
+        ema.update()
+    assert decays[:3] == pytest.approx([2 / 11, 3 / 12, 4 / 13])  # min(0.9999, (1 + t) / (10 + t))
+    assert decays[-1] == pytest.approx(2001 / 2010) and max(decays) < 0.9999
+    # warmed up, the average tracks the recent weights; without warm-up it is still near the start (0)
+    plain = ShardedEma([torch.zeros(3)], decay=0.9999)
+    for step in range(1, 2001):
+        plain.masters[0].fill_(float(step))
+        plain.update()
+    assert ema.shadow[0][0] > 1500 and plain.shadow[0][0] < 250
+    resumed = ShardedEma([torch.zeros(3)], decay=0.9999, warmup=True)
+    resumed.load_state_dict(ema.state_dict())
+    assert resumed.current_decay() == ema.current_decay()  # the warm-up continues where it stopped
 
 
 def test_metrics_rows_truncate_and_torn_lines(tmp_path):

@@ -13,14 +13,16 @@ import numpy as np
 import pytest
 
 from svd_core import storage as svd_io
-from svd_core.curation.config import LvdConfig
+from svd_core.curation.config import CutConfig, LvdConfig
 from svd_core.errors import InputError
 from svd_core.video.clips import ClipOutput, split_video
 from svd_core.video.decode import probe_video
 from svd_core.video.sample import GROUND_TRUTH, write_sample_set
 from svd_core.video.shards import ShardWriter, open_clip
 
-CFG = LvdConfig()
+# Clip mechanics on the planted sample set: the cascade is exact there and ~100x cheaper than TransNetV2 on
+# CPU; the learned detector in this same pass is tested in test_transnet.py and test_real_world_video.py.
+CFG = LvdConfig(cuts=CutConfig(detector="cascade"))
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,7 @@ def _split(path: Path, cfg: LvdConfig = CFG) -> list[ClipOutput]:
 
 
 def _decode(data: bytes) -> list[av.VideoFrame]:
-    with av.open(io.BytesIO(data)) as container:
+    with av.open(io.BytesIO(data), "r") as container:
         return list(container.decode(video=0))
 
 
@@ -83,7 +85,13 @@ def test_scoring_frames_are_sampled_once_at_2_fps(sample: tuple[Path, dict]) -> 
 def test_short_shots_are_dropped_or_merged(sample: tuple[Path, dict]) -> None:
     path = sample[0] / "v05_mixed.mp4"
     dropped = _split(path)
-    assert [c.first_frame for c in dropped] == [0, 75, 195, 290, 440]  # the 1 s shot at 415 gives no clip
+    starts = [c.first_frame for c in dropped]
+    # The 1 s shot at 415 gives no clip; the dissolve at 195 (0.5 s) and its margin are trimmed from both
+    # neighbouring clips, so the clip after it starts past the blend, and the clip before it ends before.
+    assert starts[:2] + starts[3:] == [0, 75, 290, 440]
+    margin = round(CFG.cuts.transition_margin_s * 25)
+    assert 195 + margin < starts[2] <= 195 + 7 + margin
+    assert dropped[1].first_frame + dropped[1].num_frames < 195 - margin
     merge = CFG.model_copy(update={"cuts": CFG.cuts.model_copy(update={"short_clip_policy": "merge"})})
     merged = _split(path, merge)
     assert [(c.first_frame, c.num_frames) for c in merged][-1] == (415, 125)

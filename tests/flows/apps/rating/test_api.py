@@ -165,7 +165,7 @@ class MemoryStore:
 def test_remote_samples_are_fetched_once_through_svd_io(tmp_path: Path) -> None:
     from svd_core import storage as svd_io
 
-    svd_io.register_store("memtest", MemoryStore)
+    svd_io.register_store("memtest", MemoryStore)  # type: ignore[arg-type]  # duck-typed test double
     MemoryStore.objects = {"memtest://bucket/a.webm": b"remote-a", "memtest://bucket/b.webm": b"remote-b"}
     MemoryStore.downloads = []
     url = f"sqlite:///{tmp_path / 'votes.db'}"

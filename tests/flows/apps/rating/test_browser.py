@@ -33,6 +33,7 @@ def write_video(
 
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=fps)
+        assert isinstance(stream, av.VideoStream)
         stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
         for i in range(frames):
             image = np.zeros((64, 96, 3), np.uint8)

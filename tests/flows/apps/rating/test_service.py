@@ -152,6 +152,26 @@ def test_progress_counts_questions_raters_and_gold(db: Database) -> None:
         service.progress(db, "missing")
 
 
+def test_admin_attention_status_is_the_analysis_exclusion_rule(db: Database) -> None:
+    from svd_core.evaluation.rater_quality import rater_quality
+
+    tasks = [{**t, "is_gold": True} for t in make_tasks(6)]
+    tokens = service.create_study(db, "s1", tasks, raters=["ann", "bob", "cy"])
+    for k, task in enumerate(tasks[:4]):
+        right = "left" if task["left"] == "model_a" else "right"
+        wrong = "right" if right == "left" else "left"
+        service.record_vote(db, tokens["ann"], task["task_id"], right)
+        service.record_vote(db, tokens["bob"], task["task_id"], "tie" if k % 2 else wrong)
+    service.record_vote(db, tokens["cy"], tasks[0]["task_id"], "tie")
+    by_rater = {r["rater_id"]: r for r in service.progress(db, "s1")["raters"]}
+    assert {r: by_rater[r]["gold_status"] for r in by_rater} == {
+        "ann": "passed", "bob": "failed", "cy": "unchecked",
+    }  # fmt: skip
+    assert by_rater["bob"]["gold_p_value"] == pytest.approx(0.1**4)
+    analysis = rater_quality(service.export_votes(db, "s1")).set_index("rater_id")["status"]
+    assert analysis.to_dict() == {r: by_rater[r]["gold_status"] for r in by_rater}
+
+
 def test_export_matches_vote_schema(db: Database) -> None:
     tokens = service.create_study(db, "s1", make_tasks(), raters=1)
     assert list(service.export_votes(db, "s1").columns) == VOTE_COLUMNS  # empty study, same columns

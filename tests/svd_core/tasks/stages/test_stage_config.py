@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from svd_core.config import load_config, validate_config
+from svd_core.config import apply_overrides, load_config, validate_config
 from svd_core.errors import ConfigError
 from svd_core.tasks.stages.config import TrainStageConfig
 
@@ -51,5 +51,29 @@ def test_shipped_configs_load_and_overrides_apply() -> None:
     paper = load_config(TrainStageConfig, "configs/train/paper/video.yaml")
     assert (paper.preset, paper.num_frames, paper.height, paper.width) == ("svd", 14, 256, 384)
     assert paper.trainer.global_batch_size == 1536
+    assert paper.trainer.gradient_checkpointing is True
+
+
+@pytest.mark.parametrize(
+    ("path", "batch", "frames", "size"),
+    [
+        ("configs/train/paper/video.yaml", 1536, 14, (256, 384)),
+        ("configs/train/paper/finetune.yaml", 768, 14, (320, 576)),
+        ("configs/train/paper/finetune-576x1024-14.yaml", 768, 14, (576, 1024)),
+        ("configs/train/paper/finetune-576x1024-25.yaml", 768, 25, (576, 1024)),
+    ],
+)
+def test_paper_presets_keep_their_global_batch_on_any_number_of_ranks(path, batch, frames, size) -> None:
+    paper = load_config(TrainStageConfig, path)
+    assert (paper.num_frames, (paper.height, paper.width)) == (frames, size)
+    assert paper.trainer.gradient_checkpointing and paper.trainer.ema_warmup
+    for ranks in (paper.trainer.ranks, 8, 16):  # the header's --ranks 8 used to shrink 1536 to 64
+        cfg = load_config(TrainStageConfig, path, [f"trainer.ranks={ranks}"])
+        assert cfg.trainer.total_batch_size == batch
+        # re-validating the dumped config with other ranks (what `--ranks` does) re-derives accumulation
+        again = validate_config(TrainStageConfig, apply_overrides(cfg.to_dict(), ["trainer.ranks=4"]))
+        assert again.trainer.total_batch_size == batch
+    with pytest.raises(ConfigError, match=f"global_batch_size={batch} is not a multiple"):
+        load_config(TrainStageConfig, path, ["trainer.ranks=7"])
     with pytest.raises(ConfigError, match="width"):
         load_config(TrainStageConfig, "configs/train/finetune.yaml", ["width=100"])
