@@ -8,8 +8,9 @@ votes per pair detect about 60% (~70 Elo).
 
 from __future__ import annotations
 
+import collections
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -100,32 +101,14 @@ def mixture_log_evidence(wins: Any, losses: Any, alternatives: Sequence[float]) 
     return special.logsumexp(terms, axis=-1) - math.log(len(p))
 
 
-def sequential_power(n: int, win_rate: float, alpha: float, alternatives: Sequence[float]) -> float:
-    """Probability that the mixture SPRT crosses 1/alpha within `n` decisive votes at a true `win_rate`.
-
-    Exact dynamic programme over (votes so far, wins so far), the crossed paths absorbed.
-    """
+def _crossing_probabilities(
+    win_rate: float, alpha: float, alternatives: Sequence[float], limit: int
+) -> Iterator[float]:
+    """P(the mixture SPRT has crossed 1/alpha by vote t) for t = 1 .. limit: an exact dynamic programme
+    over (votes so far, wins so far), crossed paths absorbed."""
     threshold = math.log(1.0 / alpha)
     alive = np.array([1.0])  # probability of each win count among paths that have not crossed yet
     crossed = 0.0
-    for t in range(1, n + 1):
-        nxt = np.zeros(t + 1)
-        nxt[1:] += alive * win_rate
-        nxt[:-1] += alive * (1.0 - win_rate)
-        k = np.arange(t + 1)
-        over = mixture_log_evidence(k, t - k, alternatives) >= threshold
-        crossed += float(nxt[over].sum())
-        nxt[over] = 0.0
-        alive = nxt
-    return crossed
-
-
-def sequential_votes_needed(
-    win_rate: float, alpha: float, power: float, alternatives: Sequence[float], limit: int = 5000
-) -> int:
-    """Fewest decisive votes with which the mixture SPRT reaches `power` at a true `win_rate`."""
-    threshold = math.log(1.0 / alpha)
-    alive, crossed = np.array([1.0]), 0.0
     for t in range(1, limit + 1):
         nxt = np.zeros(t + 1)
         nxt[1:] += alive * win_rate
@@ -135,6 +118,26 @@ def sequential_votes_needed(
         crossed += float(nxt[over].sum())
         nxt[over] = 0.0
         alive = nxt
+        yield crossed
+
+
+def sequential_power(n: int, win_rate: float, alpha: float, alternatives: Sequence[float]) -> float:
+    """Probability that the mixture SPRT crosses 1/alpha within `n` decisive votes at a true `win_rate`.
+
+    Exact dynamic programme over (votes so far, wins so far), the crossed paths absorbed.
+    """
+    return (
+        collections.deque(_crossing_probabilities(win_rate, alpha, alternatives, n), maxlen=1)[0]
+        if n
+        else 0.0
+    )
+
+
+def sequential_votes_needed(
+    win_rate: float, alpha: float, power: float, alternatives: Sequence[float], limit: int = 5000
+) -> int:
+    """Fewest decisive votes with which the mixture SPRT reaches `power` at a true `win_rate`."""
+    for t, crossed in enumerate(_crossing_probabilities(win_rate, alpha, alternatives, limit), start=1):
         if crossed >= power:
             return t
     raise ValueError(f"the sequential test does not reach power {power} at {win_rate} within {limit} votes")
