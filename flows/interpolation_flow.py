@@ -43,8 +43,9 @@ def local_pipeline(uri: str) -> Path:
 
 def resolve_interpolation_config(
     cfg: InterpolationConfig, base: str | None = None, data: str | None = None, max_steps: int | None = None
-) -> tuple[InterpolationConfig, str, str]:
-    """Apply CLI arguments, fetch the base and check it; returns (config, lineage key, base reference).
+) -> tuple[InterpolationConfig, str, str, str]:
+    """Apply CLI arguments, fetch the base and check it; returns (config, lineage key, base reference,
+    data version).
 
     Fails (InputError/ConfigError) before anything is trained: unreadable data, a base that is not
     image-to-video, a resolution the base cannot take.
@@ -69,7 +70,7 @@ def resolve_interpolation_config(
     config = cfg.to_dict()
     config["data"].pop("table_uri")
     config.pop("base_uri")
-    return cfg, lineage.lineage_key(config, parent, version), parent
+    return cfg, lineage.lineage_key(config, parent, version), parent, version
 
 
 def step_train_interpolation(
@@ -81,14 +82,14 @@ def step_train_interpolation(
     experiment: str = "training",
 ) -> registry.ResolvedModel:
     """Finetune `base` into an interpolation model (or reuse an identical registered one); register it."""
-    resolved, key, parent = resolve_interpolation_config(cfg, base, data, max_steps)
+    resolved, key, parent, data_version = resolve_interpolation_config(cfg, base, data, max_steps)
     spec = TrainingSpec(
         stage=STAGE,
         model_name=model_name,
         config=resolved,
         lineage_key=key,
         data_uri=resolved.data.table_uri,
-        data_version=lineage.dataset_version(resolved.data.table_uri),
+        data_version=data_version,
         parent=parent,
         conditioning="image",
         version_tags={tags.INTERPOLATION_FACTOR: str(resolved.num_frames - 1)},

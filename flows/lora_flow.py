@@ -46,9 +46,9 @@ def resolve_lora_config(
     data: str | None = None,
     ranks: int | None = None,
     max_steps: int | None = None,
-) -> tuple[LoraTrainConfig, str]:
-    """Apply CLI/flow arguments; returns the config and its lineage key (config without local paths + base
-    version + data version). `init.pipeline_uri` holds the base's models:/ URI until `with_base_folder`.
+) -> tuple[LoraTrainConfig, str, str]:
+    """Apply CLI/flow arguments; returns the config, its lineage key (config without local paths + base
+    version + data version) and the data version. `init.pipeline_uri` holds the base's models:/ URI until `with_base_folder`.
     """
     overrides = [f"base_model={base.uri}", "init.kind=pipeline", f"init.pipeline_uri={base.uri}"]
     for key, value in (("motion_class", motion), ("data.table_uri", data), ("trainer.ranks", ranks),
@@ -59,7 +59,8 @@ def resolve_lora_config(
     config = cfg.to_dict()
     for section, key in (("data", "table_uri"), ("init", "pipeline_uri"), ("init", "cache_dir")):
         config[section].pop(key)
-    return cfg, lineage.lineage_key(config, base.uri, lineage.dataset_version(cfg.data.table_uri))
+    version = lineage.dataset_version(cfg.data.table_uri)
+    return cfg, lineage.lineage_key(config, base.uri, version), version
 
 
 def with_base_folder(cfg: LoraTrainConfig, base: registry.ResolvedModel) -> LoraTrainConfig:
@@ -86,7 +87,7 @@ def step_train_lora(
     image-to-video, the preset matches it, and the table has clips of the class.
     """
     base_model = registry.resolve(base)  # pins an alias (models:/svd@champion) to its version
-    resolved, key = resolve_lora_config(cfg, base_model, motion, data, ranks, max_steps)
+    resolved, key, data_version = resolve_lora_config(cfg, base_model, motion, data, ranks, max_steps)
 
     prepared: list[LoraTrainConfig] = []
 
@@ -104,7 +105,7 @@ def step_train_lora(
         config=resolved,
         lineage_key=key,
         data_uri=resolved.data.table_uri,
-        data_version=lineage.dataset_version(resolved.data.table_uri),
+        data_version=data_version,
         parent=base_model.uri,
         conditioning="image",
         run_name=f"lora-{resolved.motion_class}",

@@ -33,10 +33,12 @@ def resolve_stage_config(
     parent: str | None = None,
     ranks: int | None = None,
     max_steps: int | None = None,
-) -> tuple[TrainStageConfig, str]:
-    """Apply CLI/flow arguments; a `models:/` parent is downloaded and wired into `init`.
+) -> tuple[TrainStageConfig, str, str]:
+    """Apply CLI/flow arguments; a `models:/` parent (already pinned to `models:/NAME/N` by
+    `lineage.pin_parent`) is downloaded and wired into `init`.
 
-    Returns the resolved config and the lineage key (config without local paths + parent + data version).
+    Returns the resolved config, the lineage key (config without local paths + parent + data version) and
+    the data version.
     """
     overrides = []
     if data:
@@ -51,7 +53,7 @@ def resolve_stage_config(
     # the parent by its exact version, so a moved alias trains a new model.
     config = cfg.to_dict()
     config["data"].pop("table_uri")
-    key = lineage.lineage_key(config, lineage.pin_parent(parent), version)
+    key = lineage.lineage_key(config, parent or "", version)
     if parent:
         local = str(registry.download_pipeline(parent))
         field = "init.image_unet_uri" if cfg.stage == "video" else "init.pipeline_uri"
@@ -61,7 +63,7 @@ def resolve_stage_config(
             apply_overrides(cfg.to_dict(), [f"init.kind={kind}", f"{field}={local}"]),
             "<train config>",
         )
-    return cfg, key
+    return cfg, key, version
 
 
 def step_train_stage(
@@ -75,14 +77,14 @@ def step_train_stage(
 ) -> registry.ResolvedModel:
     """Train one stage (or reuse an identical registered one) and register it with lineage."""
     pinned = lineage.pin_parent(parent)  # unknown version: clear error before anything is launched
-    resolved, key = resolve_stage_config(cfg, data, pinned or None, ranks, max_steps)
+    resolved, key, data_version = resolve_stage_config(cfg, data, pinned or None, ranks, max_steps)
     spec = TrainingSpec(
         stage=resolved.stage,
         model_name=model_name or STAGE_MODEL_NAMES[resolved.stage],
         config=resolved,
         lineage_key=key,
         data_uri=resolved.data.table_uri,
-        data_version=lineage.dataset_version(resolved.data.table_uri),
+        data_version=data_version,
         parent=pinned,
         conditioning=resolved.conditioning,
         experiment=experiment,
