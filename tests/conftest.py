@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from flows import settings as settings_mod
 from tests.helpers import RunningStack, _stack_env, postgres_available, svd_cli
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -21,13 +23,35 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _process_settings_restored_per_module() -> Iterator[None]:
+    """Each test module starts from the worker's own environment and leaves it as it found it.
+
+    `flows.settings.activate` and MLflow's `set_tracking_uri` write the resolved URIs into os.environ on
+    purpose (child processes inherit them). Under pytest-xdist several modules share one worker process,
+    so without this a module's tracking store leaked into the next module as if the user had set
+    MLFLOW_TRACKING_URI (the tools' variables win over svd's defaults), and its models landed in another
+    module's registry.
+    """
+
+    environ, exported = dict(os.environ), dict(settings_mod._EXPORTED)
+    yield
+    if (mlflow := sys.modules.get("mlflow")) is not None:  # MLflow caches the URIs in module globals too
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+    os.environ.clear()
+    os.environ.update(environ)
+    settings_mod._EXPORTED.clear()
+    settings_mod._EXPORTED.update(exported)
+
+
 @pytest.fixture
 def svd_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh SVD_HOME with no stack env, so tests never see the developer's .svd/."""
     home = tmp_path / "svd_home"
     monkeypatch.setenv("SVD_HOME", str(home))
     for key in list(os.environ):
-        if key.startswith("SVD_") and key != "SVD_HOME":
+        if key.startswith("SVD_") and key not in ("SVD_HOME", settings_mod.EXPORTED_ENV):
             monkeypatch.delenv(key)
     return home
 

@@ -29,7 +29,7 @@ TOOL_VARS = (
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A clean environment (no SVD_*, no tool variables, no user Prefect profile); os.environ is restored
     afterwards because `activate` writes to it directly."""
-    saved = dict(os.environ)
+    saved, exported = dict(os.environ), dict(settings_mod._EXPORTED)
     for key in list(os.environ):
         if key.startswith("SVD_") or key in TOOL_VARS:
             monkeypatch.delenv(key)
@@ -40,6 +40,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     os.environ.clear()
     os.environ.update(saved)
     settings_mod._EXPORTED.clear()
+    settings_mod._EXPORTED.update(exported)
 
 
 def test_embedded_default_only_when_nothing_is_set(home: Path) -> None:

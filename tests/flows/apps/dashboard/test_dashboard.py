@@ -31,7 +31,7 @@ def _isolated_home(mp: pytest.MonkeyPatch, home: Path) -> None:
     mp.setenv("SVD_HOME", str(home))
     mp.setenv("MLFLOW_ENABLE_TELEMETRY", "false")
     for key in list(os.environ):
-        if (key.startswith("SVD_") and key != "SVD_HOME") or key in (
+        if (key.startswith("SVD_") and key not in ("SVD_HOME", "SVD_EXPORTED_ENV")) or key in (
             "MLFLOW_TRACKING_URI",
             "MLFLOW_REGISTRY_URI",
         ):
