@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from prefect import flow, task
 
 from flows.integrations import lineage, registry, tags
-from flows.integrations.pyfunc import SvdVideoModel
+from flows.integrations.pyfunc import SvdVideoModel, log_pyfunc_model
 from flows.integrations.training_run import TrainingSpec, TrainOutcome, tracked_training
 from svd_core.config import apply_overrides, validate_config
 from svd_core.errors import InputError
@@ -133,14 +133,13 @@ def register_adapter(
     adapter_dir: Path, model_name: str, lineage: dict[str, str], base_uri: str
 ) -> registry.ResolvedModel:
     """Log the adapter folder as a pyfunc model in the active run and register it with lineage tags."""
-    info = mlflow.pyfunc.log_model(
-        name="model",
-        python_model=SvdLoraVideoModel(),
-        artifacts={ADAPTER_ARTIFACT: str(adapter_dir)},
-        model_config={BASE_MODEL_KEY: base_uri},
+    info = log_pyfunc_model(
+        SvdLoraVideoModel(),
+        {ADAPTER_ARTIFACT: str(adapter_dir)},
+        model_name,
         signature=pyfunc_signature(),
-        registered_model_name=model_name,
-        pip_requirements=[],  # the platform's lock file defines the environment
+        input_example=(pd.DataFrame([{"image": "conditioning.png", "seed": 0}]), {"num_inference_steps": 25}),
+        model_config={BASE_MODEL_KEY: base_uri},
     )
     client = MlflowClient()
     version = str(info.registered_model_version)

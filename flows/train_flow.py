@@ -17,7 +17,7 @@ from prefect import flow, task
 
 from flows import reporting
 from flows.integrations import lineage, registry
-from flows.integrations.pyfunc import SvdVideoModel, video_signature
+from flows.integrations.pyfunc import SvdVideoModel, video_input_example, video_signature
 from flows.integrations.training_run import TrainingSpec, pipeline_registrar, tracked_training
 from svd_core.config import apply_overrides, validate_config
 from svd_core.tasks.stages.config import TrainStageConfig
@@ -92,7 +92,9 @@ def step_train_stage(
     trained = tracked_training(
         spec,
         train=lambda run_dir: run_stage_ranks(resolved, run_dir),
-        register=pipeline_registrar(spec.model_name, SvdVideoModel(), video_signature()),
+        register=pipeline_registrar(
+            spec.model_name, SvdVideoModel(), video_signature(), video_input_example(resolved.conditioning)
+        ),
     )
     return trained.model
 

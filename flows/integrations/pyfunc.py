@@ -16,6 +16,84 @@ from typing import Any
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
+MODEL_CODE_FILE = "svd_pyfunc_model.py"
+"""The models-from-code entry file MLflow stores beside each registered version's artifacts."""
+
+
+def model_code_file(python_model: PythonModel, folder: Path) -> str | PythonModel:
+    """Write MLflow's models-from-code file for `python_model`'s class and return its path.
+
+    Logged as code, a version names the class it runs (`from flows.integrations.pyfunc import SvdVideoModel`)
+    instead of holding a cloudpickle of it: loading it runs the platform's installed code, and an upgrade of
+    Python or cloudpickle cannot make an old version unreadable. Our pyfunc classes keep no state before
+    `load_context` (everything comes from the artifacts and `model_config`), so the class alone rebuilds the
+    model. A class defined in `__main__` or an instance carrying state cannot be named by import; those are
+    logged as the object itself (MLflow's cloudpickle path), as MLflow does.
+    """
+    cls = type(python_model)
+    if cls.__module__ == "__main__" or "<locals>" in cls.__qualname__ or vars(python_model):
+        return python_model
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / MODEL_CODE_FILE
+    path.write_text(
+        "# MLflow models-from-code entry written by svd-mlops: the class is imported, not unpickled.\n"
+        "import mlflow.models\n"
+        f"from {cls.__module__} import {cls.__qualname__}\n\n"
+        f"mlflow.models.set_model({cls.__qualname__}())\n"
+    )
+    return str(path)
+
+
+def log_pyfunc_model(
+    python_model: PythonModel,
+    artifacts: dict[str, str],
+    registered_model_name: str,
+    signature: Any = None,
+    input_example: Any = None,
+    model_config: dict[str, Any] | None = None,
+) -> Any:
+    """Log a pyfunc model as code into the active run and register it; returns MLflow's ModelInfo.
+
+    `mlflow.pyfunc.log_model` would also *serve* the input example once to validate it, i.e. sample a
+    whole video at registration time (minutes for the 1.5B UNet); `Model.log` with
+    `validate_serving_input=False` keeps MLflow's cheap check of the example against the signature
+    ("Validating input example against model signature") and skips that sampling.
+    """
+    from mlflow.models import Model
+
+    with tempfile.TemporaryDirectory(prefix="svd-pyfunc-") as tmp:
+        model = model_code_file(python_model, Path(tmp))
+        return Model.log(
+            artifact_path=None,  # MLflow 3 names logged models by `name`
+            name="model",
+            flavor=_PyfuncFlavor,
+            # the names mlflow.pyfunc.log_model records for the two cases
+            flavor_name="pyfunc.ModelFromCode" if isinstance(model, str) else "pyfunc.CustomPythonModel",
+            python_model=model,
+            artifacts=artifacts,
+            model_config=model_config,
+            signature=signature,
+            input_example=input_example,
+            registered_model_name=registered_model_name,
+            pip_requirements=[],  # the platform's lock file defines the environment
+            validate_serving_input=False,
+        )
+
+
+class _PyfuncFlavor:
+    """`mlflow.pyfunc` as `Model.log`'s flavor, taking the `validate_serving_input` switch that
+    `Model.log` reads but `mlflow.pyfunc.save_model` rejects (MLflow's transformers flavor passes the same
+    switch; pyfunc's `log_model` offers no way to)."""
+
+    __name__ = "mlflow.pyfunc"
+
+    @staticmethod
+    def save_model(**kwargs: Any) -> Any:
+        import mlflow.pyfunc
+
+        kwargs.pop("validate_serving_input", None)
+        return mlflow.pyfunc.save_model(**kwargs)
+
 
 def video_signature() -> Any:
     """Input columns, output column and the sampling params `predict(..., params=...)` accepts."""

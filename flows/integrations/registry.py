@@ -19,6 +19,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from flows.integrations import tracking
+from flows.integrations.pyfunc import log_pyfunc_model
 from svd_core.errors import InputError
 
 MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
@@ -126,15 +127,16 @@ def register_pipeline(
     python_model: Any,
     description: str = "",
     signature: Any = None,
+    input_example: Any = None,
 ) -> ResolvedModel:
-    """Log the pipeline folder as a pyfunc model in the active run and register it with lineage tags."""
-    info = mlflow.pyfunc.log_model(
-        name="model",
-        python_model=python_model,
-        artifacts={PIPELINE_ARTIFACT: str(pipeline_dir)},
-        registered_model_name=model_name,
+    """Log the pipeline folder as a pyfunc model (as code) in the active run and register it with lineage
+    tags."""
+    info = log_pyfunc_model(
+        python_model,
+        {PIPELINE_ARTIFACT: str(pipeline_dir)},
+        model_name,
         signature=signature,
-        pip_requirements=[],  # the platform's lock file defines the environment
+        input_example=input_example,
     )
     client = MlflowClient()
     version = str(info.registered_model_version)

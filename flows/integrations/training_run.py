@@ -129,13 +129,18 @@ def tracked_training(
 
 
 def pipeline_registrar(
-    model_name: str, python_model: Any, signature: Any = None
+    model_name: str, python_model: Any, signature: Any = None, input_example: Any = None
 ) -> Callable[[Path, dict[str, str]], registry.ResolvedModel]:
     """The `register` callable for a task whose export is a pipeline folder (registry.register_pipeline)."""
 
     def register(export_dir: Path, lineage_tags: dict[str, str]) -> registry.ResolvedModel:
         return registry.register_pipeline(
-            export_dir, model_name, lineage_tags, python_model, signature=signature
+            export_dir,
+            model_name,
+            lineage_tags,
+            python_model,
+            signature=signature,
+            input_example=input_example,
         )
 
     return register

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
+import mlflow.pyfunc
 import pytest
 
 from flows.integrations import registry, tracking
@@ -92,3 +93,39 @@ def test_models_alias_command_sets_candidate_and_refuses_champion(
         cli_main.main(["models", "alias", "models:/svd-alias/2", "champion"])
     assert refused.value.code == 2 and "svd eval promote" in capsys.readouterr().err
     assert registry.resolve_or_none("models:/svd-alias@champion") is None
+
+
+def test_versions_are_logged_as_code_with_a_validated_input_example(svd_home: Path, tmp_path: Path) -> None:
+    """No cloudpickle in a registered version: MLflow's models-from-code file names the class, the input
+    example is stored, and the version loads and predicts through it in a fresh process's way (load_model)."""
+    import pandas as pd
+    import yaml
+
+    from flows.integrations.pyfunc import MODEL_CODE_FILE, video_input_example, video_signature
+
+    folder = tmp_path / "pipe"
+    folder.mkdir()
+    (folder / "model_index.json").write_text("{}")
+    example = video_input_example("image")
+    with tracking.run("registry-test", "as-code"):
+        model = registry.register_pipeline(
+            folder, "svd-code", {}, Echo(), signature=video_signature(), input_example=example
+        )
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/svd-code/{model.version}"))
+    flavor = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["python_function"]
+    assert flavor.get("model_code_path", "").endswith(MODEL_CODE_FILE)
+    assert "from tests.flows.integrations.test_registry import Echo" in (local / MODEL_CODE_FILE).read_text()
+    assert not list(local.rglob("*.pkl")), "the model must not be a cloudpickle"
+    assert (local / "input_example.json").is_file()
+    loaded = mlflow.pyfunc.load_model(f"models:/svd-code/{model.version}")
+    out = loaded.predict(example[0], params=example[1])
+    assert isinstance(out, pd.DataFrame) and list(out["image"]) == ["conditioning.png"]
+
+
+def test_an_instance_with_state_is_logged_as_the_object(tmp_path: Path) -> None:
+    from flows.integrations.pyfunc import model_code_file
+
+    stateful = Echo()
+    stateful.threshold = 3  # type: ignore[attr-defined]
+    assert model_code_file(stateful, tmp_path) is stateful
+    assert Path(str(model_code_file(Echo(), tmp_path))).read_text().count("set_model(Echo())") == 1
