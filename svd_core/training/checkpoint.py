@@ -103,12 +103,18 @@ def discard_unresumable_metrics(run_dir: Path, resume: bool = True) -> int:
 
 
 def check_compatible(info: CheckpointInfo, step_dir: Path, world_size: int, zero_stage: int) -> None:
-    """ZeRO shards and EMA shards are laid out per rank: resuming needs the same ranks and stage."""
-    if info.world_size != world_size or info.zero_stage != zero_stage:
+    """ZeRO shards and EMA shards are laid out per rank and stage: a different stage never resumes; a
+    different number of ranks resumes through a universal checkpoint (ZeRO-3, `universal.py`) or directly
+    at stage 0 (every rank holds the full state)."""
+    from svd_core.training.universal import RESHARDABLE_STAGES
+
+    resharding = info.world_size != world_size
+    if info.zero_stage != zero_stage or (resharding and zero_stage not in (0, *RESHARDABLE_STAGES)):
         raise InputError(
             f"checkpoint {step_dir} was written by {info.world_size} ranks at ZeRO stage {info.zero_stage}, "
             f"but this run has ranks={world_size}, zero_stage={zero_stage}; resume with "
-            f"ranks={info.world_size} zero_stage={info.zero_stage}, or start a new run directory"
+            f"zero_stage={info.zero_stage} (and ranks={info.world_size} unless the stage is 0 or 3), "
+            "or start a new run directory"
         )
 
 

@@ -126,6 +126,14 @@ class ShardedEma:
         }
 
     @torch.no_grad()
+    def restart_from_masters(self, num_updates: int) -> None:
+        """Take the current master tensors as the shadow (after an EMA checkpoint was loaded into them, on
+        a resume with a different number of ranks) and continue the update count."""
+        for mine, master in zip(self.shadow, self.masters, strict=True):
+            mine.copy_(master.detach().float())
+        self.num_updates = int(num_updates)
+
+    @torch.no_grad()
     def load_state_dict(self, state: dict[str, Any]) -> None:
         shadow = state["shadow"]
         sizes = [t.numel() for t in shadow]

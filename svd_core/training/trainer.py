@@ -233,10 +233,14 @@ def _train_rank(
         )
     stream = ckpt.BatchStream(task.build_dataset(), cfg, rank, world, device)
     trainable = [p for p in model.parameters() if p.requires_grad]
+    resume = _ResumePoint.find(run_dir, cfg, rank, world)
+    ds_config = build_ds_config(cfg, world, device, num_params=sum(p.numel() for p in model.parameters()))
+    if resume is not None and resume.universal is not None:
+        ds_config["checkpoint"] = {"load_universal": True}
     engine, *_ = deepspeed.initialize(
         model=model,
         model_parameters=trainable,
-        config=build_ds_config(cfg, world, device, num_params=sum(p.numel() for p in model.parameters())),
+        config=ds_config,
         lr_scheduler=make_lr_scheduler(cfg),
     )
     if world == 1 and cfg.zero_stage == 0:
@@ -247,7 +251,7 @@ def _train_rank(
     seed_everything(rank_seed(cfg.seed, rank))
 
     state = _LoopState(step=0, position=ckpt.DataPosition())
-    resumed_from = _resume(engine, run_dir, cfg, rank, world, ema, generator, state)
+    resumed_from = _resume(engine, resume, rank, world, ema, generator, state)
     stream.seek(state.position)
     metrics = MetricsWriter(run_dir, enabled=rank == 0)
     if rank == 0 and resumed_from is not None:
@@ -266,26 +270,82 @@ def _train_rank(
     return result
 
 
-def _resume(engine, run_dir, cfg, rank, world, ema, generator, state: _LoopState) -> int | None:
-    step_dir = ckpt.find_resume_point(run_dir) if cfg.resume else None
-    if step_dir is None:
+@dataclass(frozen=True)
+class _ResumePoint:
+    step_dir: Path
+    info: ckpt.CheckpointInfo
+    universal: Path | None
+    """The universal form of `step_dir` when this run has a different number of ranks (ZeRO-3)."""
+
+    @classmethod
+    def find(cls, run_dir: Path, cfg: TrainerConfig, rank: int, world: int) -> _ResumePoint | None:
+        """The checkpoint to resume from; converted (by rank 0, before DeepSpeed starts, so that its config
+        can say `load_universal`) when it was written by another number of ranks at ZeRO-3."""
+        from svd_core.training import universal
+
+        step_dir = ckpt.find_resume_point(run_dir) if cfg.resume else None
+        if step_dir is None:
+            return None
+        info = ckpt.read_info(step_dir)
+        ckpt.check_compatible(info, step_dir, world, cfg.zero_stage)
+        if info.world_size == world or cfg.zero_stage == 0:
+            return cls(step_dir, info, None)
+        if rank == 0:
+            shards = None
+            if cfg.ema:
+                states = [ckpt.read_rank_state(step_dir, r) for r in range(info.world_size)]
+                shards = None if states[0].get("ema") is None else [s["ema"]["shadow"] for s in states]
+            universal.convert(step_dir, shards)
+        dist.barrier()
+        return cls(step_dir, info, universal.universal_root(step_dir))
+
+
+def _resume(engine, point: _ResumePoint | None, rank, world, ema, generator, state: _LoopState) -> int | None:
+    if point is None:
         return None
-    info = ckpt.read_info(step_dir)
-    ckpt.check_compatible(info, step_dir, world, cfg.zero_stage)
-    load_path, client_state = engine.load_checkpoint(str(step_dir.parent), tag=step_dir.name)
-    if load_path is None:
-        raise InputError(f"DeepSpeed could not load checkpoint {step_dir}; delete its `complete` file")
-    rank_state = ckpt.read_rank_state(step_dir, rank)
-    if ema is not None and rank_state.get("ema") is not None:
+    step_dir, info = point.step_dir, point.info
+    if point.universal is not None:
+        _load_universal(engine, point, ema)
+    else:
+        load_path, _ = engine.load_checkpoint(str(step_dir.parent), tag=step_dir.name)
+        if load_path is None:
+            raise InputError(f"DeepSpeed could not load checkpoint {step_dir}; delete its `complete` file")
+    # A rank the checkpoint did not have (more ranks than before) starts from rank 0's trainer state, with
+    # its own RNG streams as a fresh run would seed them.
+    own = rank < info.world_size
+    rank_state = ckpt.read_rank_state(step_dir, rank if own else 0)
+    if ema is not None and point.universal is None and rank_state.get("ema") is not None:
         ema.load_state_dict(rank_state["ema"])
-    ckpt.restore_rng_state(rank_state["rng"], generator)
-    trainer_state = client_state["svd_trainer"]
-    state.step = int(trainer_state["step"])
-    state.position = ckpt.DataPosition(int(trainer_state["epoch"]), int(trainer_state["batch"]))
+    if own:
+        ckpt.restore_rng_state(rank_state["rng"], generator)
+    state.step = info.step
+    batch = info.batch
+    if info.world_size != world:
+        from svd_core.training.universal import position_for_world
+
+        batch = position_for_world(info.batch, info.world_size, world)
+    state.position = ckpt.DataPosition(info.epoch, batch)
     state.last_checkpoint = step_dir
     if rank == 0:
-        print(f"resumed from {step_dir} (step {state.step})", flush=True)
+        moved = f" written by {info.world_size} ranks, on {world}" if info.world_size != world else ""
+        print(f"resumed from {step_dir} (step {state.step}){moved}", flush=True)
     return state.step
+
+
+def _load_universal(engine, point: _ResumePoint, ema) -> None:
+    """EMA first (loaded as the weights, then copied into this rank's EMA shards), then the real state."""
+    from svd_core.training import universal
+
+    assert point.universal is not None
+    if ema is not None and (point.universal / universal.EMA_TAG).is_dir():
+        engine.load_checkpoint(str(point.universal), tag=universal.EMA_TAG, load_optimizer_states=True)
+        updates = ckpt.read_rank_state(point.step_dir, 0)["ema"]["num_updates"]
+        ema.restart_from_masters(updates)
+    load_path, _ = engine.load_checkpoint(str(point.universal), tag=universal.MODEL_TAG)
+    if load_path is None:
+        raise InputError(
+            f"DeepSpeed could not load the universal form of {point.step_dir} ({point.universal})"
+        )
 
 
 def _run_steps(engine, task, stream, generator, ema, metrics, cfg, run_dir, state, rank, world) -> None:

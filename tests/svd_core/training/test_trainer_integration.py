@@ -164,3 +164,28 @@ def test_nan_stops_every_rank_keeps_the_last_good_checkpoint_and_resume_is_exact
     assert _max_abs_diff(_exported(resumed), _exported(zero3)) <= 1e-6
     remaining = sorted(p.name for p in (run_dir / "checkpoints").iterdir() if p.name.startswith("step-"))
     assert remaining == ["step-4", "step-6"]  # keep_last=2
+
+
+def test_a_two_rank_checkpoint_resumes_on_one_rank_through_a_universal_checkpoint(tmp_path):
+    """2 ranks train 4 steps (ZeRO-3, EMA on); one rank resumes from step-4 with the same global batch.
+    Resumed without training, its export (the EMA, resharded by DeepSpeed's universal conversion) equals the
+    2-rank export; trained on, it finishes with one metrics row per step."""
+    two = {**BASE, "max_steps": 4}
+    first = launch(TASK_FACTORY, {}, TrainerConfig(zero_stage=3, **two), tmp_path / "run")
+    one = {**two, "ranks": 1, "gradient_accumulation_steps": 4}  # global batch 2 x 2 x 2 = 2 x 4 x 1
+    same = launch(TASK_FACTORY, {}, TrainerConfig(zero_stage=3, **one), tmp_path / "run")
+    assert (same.resumed_from_step, same.step, same.finished) == (4, 4, True)
+    assert (tmp_path / "run" / "checkpoints" / "step-4" / "universal" / "ema").is_dir()
+    assert _max_abs_diff(_exported(same), _exported(first)) <= 1e-6
+
+    on = launch(TASK_FACTORY, {}, TrainerConfig(zero_stage=3, **{**one, "max_steps": 6}), tmp_path / "run")
+    assert (on.resumed_from_step, on.step, on.finished) == (4, 6, True)
+    rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert [r["step"] for r in rows] == list(range(1, 7)) and all(math.isfinite(r["loss"]) for r in rows)
+
+
+def test_a_checkpoint_from_another_zero_stage_is_refused(tmp_path):
+    run = tmp_path / "run"
+    launch(TASK_FACTORY, {}, TrainerConfig(zero_stage=3, **{**BASE, "max_steps": 2}), run)
+    with pytest.raises(Exception, match="resume with zero_stage=3"):
+        launch(TASK_FACTORY, {}, TrainerConfig(zero_stage=0, **{**BASE, "max_steps": 4}), run)
