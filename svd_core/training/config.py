@@ -122,6 +122,13 @@ class TrainerConfig(StageConfig):
     resume: bool = True
     """Continue from the run directory's latest complete checkpoint when there is one."""
 
+    max_restarts: int = Field(0, ge=0)
+    """Elastic restarts: when a rank crashes or is killed (not on NaN/divergence or a config/input error),
+    the launcher starts all ranks again, on a fresh rendezvous port, from the newest complete checkpoint, up
+    to this many times (torchrun's `--max-restarts`, done by our launcher because torchrun's restarted ranks
+    failed gloo's rendezvous on CPU). Needs `resume=true`. A run restarted by hand with another `ranks`
+    resumes too (ZeRO-3 through a universal checkpoint)."""
+
     stop_after: int | None = Field(None, ge=1)
     """Stop cleanly (with a checkpoint) after this many steps in this invocation, for time-boxed jobs on
     preemptible machines; run again with the same run directory to continue. None: run to `max_steps`."""
@@ -145,8 +152,8 @@ class TrainerConfig(StageConfig):
     launcher: Literal["local", "torchrun"] = "local"
     """How one machine's ranks start. `local`: the launcher spawns one process per rank itself (own log and
     process group per rank). `torchrun`: PyTorch's launcher (`torch.distributed.run --standalone`) starts
-    them; ranks still write their own logs and error reports. (Elastic restarts are not offered: on CPU/gloo
-    the restarted ranks failed to rendezvous - resume by running again instead.)"""
+    them; ranks still write their own logs and error reports. Restarts after a crash: `max_restarts` (our
+    launcher restarts torchrun too; torchrun's own restarted ranks failed to rendezvous on CPU/gloo)."""
 
     hostfile: Path | None = None
     """DeepSpeed hostfile (`host slots=N` per line) for multi-node runs, launched with `deepspeed

@@ -93,18 +93,46 @@ def launch(
         (run_dir / RESULT_FILE).unlink(missing_ok=True)
         for stale in (run_dir / LOG_DIR).glob("rank-*.error.json"):
             stale.unlink()
-        children: list[_Rank] = []
-        try:
-            if hosts is None and cfg.launcher == "torchrun":
-                children = [_spawn_torchrun(job, cfg, run_dir)]
-            elif hosts is None:
-                children = _spawn_local(job, cfg, run_dir)
-            else:
-                children = [_spawn_deepspeed(job, cfg, run_dir, hosts)]
-            _supervise(children, run_dir, on_metrics=on_metrics)
-        finally:
-            _kill_all(children)
+        for attempt in range(cfg.max_restarts + 1):
+            children: list[_Rank] = []
+            try:
+                if hosts is None and cfg.launcher == "torchrun":
+                    children = [_spawn_torchrun(job, cfg, run_dir)]
+                elif hosts is None:
+                    children = _spawn_local(job, cfg, run_dir)
+                else:
+                    children = [_spawn_deepspeed(job, cfg, run_dir, hosts)]
+                _supervise(children, run_dir, on_metrics=on_metrics)
+                break
+            except TrainingFailedError as exc:
+                if not _restartable(exc, cfg, attempt):
+                    raise
+                _kill_all(children)
+                print(f"svd launcher: restart {attempt + 1}/{cfg.max_restarts} after: {exc}", file=sys.stderr)
+                _record_restart(run_dir, attempt + 1, exc)
+                ckpt.discard_unresumable_metrics(run_dir, resume=True)
+                for stale in (run_dir / LOG_DIR).glob("rank-*.error.json"):
+                    stale.unlink()
+            finally:
+                _kill_all(children)
     return TrainResult.from_json((run_dir / RESULT_FILE).read_text())
+
+
+RESTARTS_FILE = "restarts.jsonl"
+"""One JSON row per elastic restart (attempt, time, the failure it restarted after), in `run_dir/logs`."""
+
+
+def _restartable(exc: TrainingFailedError, cfg: TrainerConfig, attempt: int) -> bool:
+    """A crashed or killed rank restarts; a diverged run (a subclass: NaN would come back) does not."""
+    return type(exc) is TrainingFailedError and cfg.resume and attempt < cfg.max_restarts
+
+
+def _record_restart(run_dir: Path, attempt: int, exc: BaseException) -> None:
+    row = {"attempt": attempt, "time": time.time(), "after": str(exc)[:2000]}
+    path = run_dir / LOG_DIR / RESTARTS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        handle.write(json.dumps(row) + "\n")
 
 
 def validate_launch(
@@ -120,7 +148,7 @@ def validate_launch(
     load_task(task_factory, task_config)  # importable, and the task accepts its config
     hosts = parse_hostfile(cfg.hostfile, cfg.ranks) if cfg.hostfile else None
     resume_from = ckpt.find_resume_point(run_dir) if cfg.resume else None
-    if resume_from is not None:  # sharded state only fits the same layout: say so before starting ranks
+    if resume_from is not None:  # sharded state fits the same stage only: say so before starting ranks
         ckpt.check_compatible(ckpt.read_info(resume_from), resume_from, cfg.ranks, cfg.zero_stage)
     if hosts is None:
         device = resolve_device(cfg.device)

@@ -189,3 +189,17 @@ def test_a_checkpoint_from_another_zero_stage_is_refused(tmp_path):
     launch(TASK_FACTORY, {}, TrainerConfig(zero_stage=3, **{**BASE, "max_steps": 2}), run)
     with pytest.raises(Exception, match="resume with zero_stage=3"):
         launch(TASK_FACTORY, {}, TrainerConfig(zero_stage=0, **{**BASE, "max_steps": 4}), run)
+
+
+def test_a_killed_rank_restarts_the_ranks_from_the_last_checkpoint(tmp_path):
+    """Elastic restart: rank 1 is SIGKILLed during step 5; with max_restarts=1 the launcher starts both ranks
+    again, they resume from step-4 and finish; the restart is recorded with its cause."""
+    from svd_core.training.launch import LOG_DIR, RESTARTS_FILE
+
+    run = tmp_path / "run"
+    cfg = TrainerConfig(zero_stage=3, max_restarts=1, **BASE)
+    result = launch(TASK_FACTORY, {"fail_at_call": 9, "fail_on_rank": 1, "fail_kind": "kill"}, cfg, run)
+    assert (result.resumed_from_step, result.step, result.finished) == (4, 6, True)
+    restarts = (run / LOG_DIR / RESTARTS_FILE).read_text().splitlines()
+    assert len(restarts) == 1 and "SIGKILL" in restarts[0]
+    assert [r["step"] for r in read_metrics(run / "metrics.jsonl")] == list(range(1, 7))
