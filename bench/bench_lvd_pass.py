@@ -11,9 +11,12 @@ side in one run (best of --repeats, since this box is shared):
 - separate decoding: the cut pass decodes the video, then each scorer seeks to every clip and decodes it
   again for its own frames (what chaining independent tools does);
 - the full LVD pass: the same plus H.264 clip encoding, shards and the per-video result file;
+- the full LVD pass with `clips.mode=copy` (the paper's stream copy, boundaries snapped to keyframes): the
+  same with packets remuxed instead of encoded, with either detector;
 - camera labelling's share of the LVD pass (its scorer time, and the pass with vs without it).
 
-Targets: analysis pass <= 3x decode only with TransNetV2 (<= 2x with the cascade); >= 2x faster than separate decoding; camera <= 5% of the pass.
+Targets: analysis pass <= 3x decode only with TransNetV2 (<= 2x with the cascade); >= 2x faster than separate
+decoding; camera <= 5% of the pass; full LVD pass in copy mode <= 2.5x decode only.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import cv2
 import numpy as np
 
 from svd_core.curation.camera import CameraMotionScorer
-from svd_core.curation.config import CutConfig, LvdConfig
+from svd_core.curation.config import ClipConfig, CutConfig, LvdConfig
 from svd_core.curation.lvd import process_video
 from svd_core.curation.motion import FarnebackFlow, MotionScorer
 from svd_core.video import clips as clips_module
@@ -45,6 +48,8 @@ from svd_core.video.sample import FPS, GROUND_TRUTH, Shot, ShotRenderer, encode_
 
 CFG = LvdConfig(cuts=CutConfig(detector="transnet"))  # the learned detector (the default is cascade)
 CASCADE = LvdConfig(cuts=CutConfig(detector="cascade"))
+COPY = CFG.model_copy(update={"clips": ClipConfig(mode="copy")})
+COPY_CASCADE = CASCADE.model_copy(update={"clips": ClipConfig(mode="copy")})
 LONG_SIZE = (640, 360)
 
 
@@ -203,10 +208,12 @@ def _decode_span(path: Path, probe: Any, start: float, end: float) -> Any:
     return sampler.build()
 
 
-def full_lvd_pass(paths: list[Path], scorers: list[Any]) -> tuple[float, int, dict[str, float]]:
+def full_lvd_pass(
+    paths: list[Path], scorers: list[Any], cfg: LvdConfig = CFG
+) -> tuple[float, int, dict[str, float]]:
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        results = [process_video(str(p), CFG, out, scorers) for p in paths]
+        results = [process_video(str(p), cfg, out, scorers) for p in paths]
         elapsed = time.perf_counter() - t0
     seconds: dict[str, float] = {}
     for result in results:
@@ -292,6 +299,65 @@ def report(name: str, paths: list[Path], repeats: int, text: list[Any]) -> None:
     )
 
 
+def with_gop(src: Path, dst: Path, gop_s: float) -> Path:
+    """Transcode `src` with a keyframe at least every `gop_s` seconds (x264 scene cuts stay on), once.
+
+    Web and camera video mostly has 1-5 s GOPs; the generated long video has x264's default (10 s), which
+    leaves most 6-12 s shots without a keyframe to copy from.
+    """
+    if dst.exists():
+        return dst
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        istream = inp.streams.video[0]
+        rate = istream.average_rate or Fraction(FPS)
+        ostream = out.add_stream("libx264", rate=rate)
+        ostream.width, ostream.height, ostream.pix_fmt = istream.width, istream.height, "yuv420p"
+        ostream.options = {"crf": "18", "preset": "veryfast", "x264-params": f"keyint={round(gop_s * rate)}"}
+        for frame in inp.decode(istream):
+            frame.pict_type = av.video.frame.PictureType.NONE
+            out.mux(ostream.encode(frame))
+        out.mux(ostream.encode())
+    return dst
+
+
+def copy_report(name: str, path: Path, repeats: int) -> None:
+    """Full LVD pass, re-encoded vs stream-copied clips, as ratios to decoding alone (same run)."""
+    scorers = scorer_set([])
+    variants: dict[str, Callable[[], Any]] = {
+        "decode": lambda: decode_only([path]),
+        "reencode_cascade": lambda: full_lvd_pass([path], scorers, CASCADE),
+        "copy_cascade": lambda: full_lvd_pass([path], scorers, COPY_CASCADE),
+        "reencode": lambda: full_lvd_pass([path], scorers, CFG),
+        "copy": lambda: full_lvd_pass([path], scorers, COPY),
+    }
+    best = interleaved(repeats, variants)
+    decode = best["decode"]
+    print(f"\n== {name}: full LVD pass (cuts + flow + camera + clips + shards), clips.mode=reencode vs copy")
+    print(f"decode only                                   {decode:7.2f} s")
+    for key, label in (
+        ("reencode_cascade", "reencode, cuts.detector=cascade "),
+        ("copy_cascade", "copy,     cuts.detector=cascade "),
+        ("reencode", "reencode, cuts.detector=transnet"),
+        ("copy", "copy,     cuts.detector=transnet"),
+    ):
+        t, n, parts = best[key]
+        target = "  (target <= 2.5x)" if key.startswith("copy") else ""
+        print(
+            f"full LVD pass, {label} {t:7.2f} s = {t / decode:5.2f}x decode only, {n:3d} clips, "
+            f"encode+copy {parts.get('encode', 0.0) + parts.get('copy', 0.0):6.2f} s{target}"
+        )
+    for key in ("reencode_cascade", "copy_cascade"):
+        kept = _clip_seconds(path, CASCADE if key == "reencode_cascade" else COPY_CASCADE)
+        print(f"  {key:17s} clip seconds kept {kept[0]:6.1f} s in {kept[1]} clips; dropped: {kept[2]}")
+
+
+def _clip_seconds(path: Path, cfg: LvdConfig) -> tuple[float, int, dict[str, int]]:
+    spans: list[float] = []
+    probe = probe_video(path, str(path), cfg.decode)
+    stats = split_video(path, str(path), probe, cfg, 1e18, lambda c: spans.append(c.duration_s))
+    return sum(spans), len(spans), stats.dropped
+
+
 def cut_baselines(sample: Path) -> None:
     """Precision/recall of PySceneDetect's single detectors (full rate and ~2 fps) vs the cascade."""
     from scenedetect import (
@@ -349,6 +415,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-text", action="store_true", help="leave CRAFT text detection out")
     parser.add_argument("--long-only", action="store_true", help="only the long video (no sample set)")
+    parser.add_argument("--copy-only", action="store_true", help="only the reencode vs copy comparison")
     args = parser.parse_args()
     sample = args.work / "sample"
     write_sample_set(sample)  # ~5 s; always current with the generator
@@ -360,11 +427,15 @@ def main() -> None:
     print(
         f"decoder threads: FFmpeg auto; {Path('/proc/cpuinfo').read_text().count('processor')} CPUs (shared)"
     )
-    if not args.long_only:
+    if not (args.long_only or args.copy_only):
         cut_baselines(sample)
         report("sample set (320x192)", good, args.repeats, [])
-    report(f"long video ({LONG_SIZE[0]}x{LONG_SIZE[1]})", [long_video], args.repeats, [])
-    text = text_scorers(not args.no_text)
+    if not args.copy_only:
+        report(f"long video ({LONG_SIZE[0]}x{LONG_SIZE[1]})", [long_video], args.repeats, [])
+    gop2 = with_gop(long_video, long_video.with_name(long_video.stem + "-gop2s.mp4"), 2.0)
+    for label, path in (("x264 default GOP, <= 10 s", long_video), ("keyframe every <= 2 s", gop2)):
+        copy_report(f"long video ({LONG_SIZE[0]}x{LONG_SIZE[1]}), {label}", path, args.repeats)
+    text = text_scorers(not (args.no_text or args.copy_only))
     if text:  # CRAFT on CPU dominates; one repeat is enough to see the ratios
         report("sample set (320x192) with text detection", good, 1, text)
         report(f"long video ({LONG_SIZE[0]}x{LONG_SIZE[1]}) with text detection", [long_video], 1, text)

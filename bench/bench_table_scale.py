@@ -81,7 +81,7 @@ def generate(rows: int, folder: Path) -> None:
                least(1.0, greatest(-1.0, 0.28 + 0.05 * sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()))) AS clip_score,
                list_element({words}, 1 + (random() * 11)::INT % 11) || ' ' || list_element({words}, 1 + (random() * 11)::INT % 11)
                  || ' ' || list_element({words}, 1 + (random() * 11)::INT % 11) AS caption,
-               'coca+videoblip+llm' AS caption_source, list_element({motions}, 1 + (random() * 6)::INT % 6) AS camera_motion,
+               'image+video+llm' AS caption_source, list_element({motions}, 1 + (random() * 6)::INT % 6) AS camera_motion,
                0.05 * sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()) AS cam_tx,
                0.05 * sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()) AS cam_ty,
                0.02 * sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()) AS cam_zoom,

@@ -5,8 +5,9 @@ tasks): materialise each variant's training table -> train the shared stage-I mo
 `image_pretrained`) -> train each variant's stage II, registered as `ablation-<spec>-<variant>` so it never
 collides with the product model `svd` -> sample every variant on the eval set -> one study over all of
 them (synthetic rater, or the design for human raters, or given human votes) -> report (leaderboard.csv,
-leaderboard.png, ablation_report.json) logged to MLflow experiment "evaluation" as a run tagged
-`svd.kind=ablation` (the dashboard reads those artifacts).
+leaderboard.png, pairs.csv, ablation_report.json; per question, pairwise p-values corrected across the
+variant pairs) logged to MLflow experiment "evaluation" as a run tagged `svd.kind=ablation` (the dashboard
+reads those artifacts).
 
 Reruns are cheap: the training step reuses a registered version trained from the same config, parent and
 data; finished samples are reused; the study id is a hash of the variants' versions and the design
@@ -15,6 +16,7 @@ settings, so human votes collected later are analysed against the same design.
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -34,8 +36,10 @@ from svd_core.evaluation.ablation import (
     AblationPlan,
     PlannedVariant,
     PreparedDataset,
+    pairs_table,
     plan_ablation,
     prepare_dataset,
+    question_reports,
     report_variants,
     study_axes,
     study_id,
@@ -129,9 +133,13 @@ def step_report(
     result, design, cfg, label_of = study
     spec = plan.spec
     synthetic = bool(result.synthetic) if result is not None else False
-    board = None
+    board, questions, pairs = None, {}, None
+    variant_of = {lab: v for v, lab in label_of.items()}
+    alpha = cfg.analysis.power_alpha
     if result is not None:
-        board = variant_leaderboard(result.leaderboard, {lab: v for v, lab in label_of.items()}, synthetic)
+        board = variant_leaderboard(result.leaderboard, variant_of, synthetic)
+        questions = question_reports(result, variant_of, spec.correction, alpha)
+        pairs = pairs_table(questions)
     report: dict[str, Any] = {
         "name": spec.name,
         "description": spec.description,
@@ -143,6 +151,12 @@ def step_report(
         "image_model": _image_model(plan, models),
         "warnings": result.warnings if result is not None else [],
         "variants": report_variants(plan, models, datasets, board),
+        "correction": {
+            "method": spec.correction,
+            "alpha": alpha,
+            "family": "the variant pairs of one question",
+        },
+        "questions": questions,
     }
     out_uri = svd_io.join_uri(ablation_root(spec), "reports", design.study_id)
     tags = {"svd.kind": "ablation", "svd.ablation": spec.name, "svd.study_id": design.study_id,
@@ -155,7 +169,7 @@ def step_report(
         for entry in report["variants"]:
             if entry["rating"] is not None:
                 mlflow.log_metric(f"rating.{entry['variant']}", float(entry["rating"]))
-        for path in write_ablation_report(tmp, report, board, result.pooled if result else None):
+        for path in write_ablation_report(tmp, report, board, result.pooled if result else None, pairs):
             svd_io.put_file(path, svd_io.join_uri(out_uri, Path(path).name))
         mlflow.log_artifacts(tmp)
         run_id = active.info.run_id
@@ -170,14 +184,20 @@ def _image_model(plan: AblationPlan, models: dict[str, str]) -> str | None:
     return None
 
 
-def load_human_votes(uri: str) -> pd.DataFrame:
-    """Votes in the vote schema (Parquet or arena CSV); refuses files with rows that are not votes."""
-    from svd_core.evaluation.imports import load_votes
+def load_human_votes(uri: str, max_rejected_share: float) -> pd.DataFrame:
+    """Votes in the vote schema (Parquet or arena CSV). Rejected rows are listed with their reasons (on
+    stderr) and skipped; the file is refused when more than `max_rejected_share` of its rows are rejected
+    (the rule every command that reads votes applies)."""
+    from svd_core.evaluation.imports import check_rejected, load_votes
 
     loaded = load_votes(uri)
     if len(loaded.rejected):
-        reasons = loaded.rejected.head(3).to_dict(orient="records")
-        raise InputError(f"{uri}: {loaded.summary()}; fix those rows first (e.g. {reasons})")
+        print(f"{uri}: {loaded.summary()}", file=sys.stderr)
+        for row in loaded.rejected.head(20).to_dict(orient="records"):
+            print(f"  rejected: {row}", file=sys.stderr)
+    check_rejected(loaded, uri, max_rejected_share)
+    if loaded.votes.empty:
+        raise InputError(f"{uri}: no valid vote ({len(loaded.rejected)} row(s) rejected)")
     return loaded.votes
 
 
@@ -218,7 +238,7 @@ report_task = task(name="ablation-report")(step_report)
 def ablation(spec: AblationConfig, votes_uri: str | None = None) -> dict[str, Any]:
     """Prefect flow: the same steps as `run_ablation`, each variant's training and sampling a task."""
     plan = plan_ablation(spec)
-    votes = load_human_votes(votes_uri) if votes_uri else None
+    votes = load_human_votes(votes_uri, spec.evaluation.analysis.max_rejected_share) if votes_uri else None
     datasets = prepare_task(plan)
     image = train_image_task(plan)
     models = {

@@ -32,7 +32,9 @@ def step_lvd(cfg: DatasetBuildConfig, progress: Any = None) -> LvdSummary:
 
 
 def step_filter(cfg: DatasetBuildConfig, lvd_table_uri: str, on_step: Any = None) -> dict[str, Any]:
-    """LVD -> LVD-F (+ LVD-10M, LVD-10M-F), validated by GX, published atomically."""
+    """LVD -> LVD-F (+ LVD-10M, LVD-10M-F), validated by GX, published atomically. The GX gate runs on the
+    LVD table itself first (Data Docs: OUT/curated/validation/lvd), so a broken scorer stops the build
+    before any filter runs."""
     docs = svd_io.join_uri(cfg.curated_uri, "validation")
     return build_filtered(
         lvd_table_uri,
@@ -67,6 +69,9 @@ def step_track(cfg: DatasetBuildConfig, lvd: LvdSummary, built: dict[str, Any]) 
         )
         mlflow.set_tag("svd.data_dvc_md5", data_dvc_md5())
         tracking.log_dataset(lvd.lvd_uri, "lvd", data_dvc_md5(), "curation", {"rows": built["lvd_rows"]})
+        source_gate = built.get("lvd_validation")  # the LVD table's own gate, before any filter
+        if source_gate is not None:
+            mlflow.log_metric("lvd.gx_evaluated", float(source_gate["evaluated"]))
         for name, info in built["datasets"].items():
             mlflow.set_tag(f"svd.dataset.{name}.version", info["version"])
             mlflow.set_tag(f"svd.dataset.{name}.uri", info["files"]["table"])

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flows.integrations.tags import SYNTHETIC_LABEL
 from flows.settings import load_settings
 
 if TYPE_CHECKING:
@@ -174,7 +175,6 @@ def training_artifacts(models: Sequence[ResolvedModel], home: Path | None = None
     )
 
 
-SYNTHETIC_LABEL = "SYNTHETIC votes (automatic rater, not humans)"
 """How every report names a study whose votes came from the synthetic rater."""
 
 

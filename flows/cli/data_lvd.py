@@ -129,32 +129,45 @@ def register(app: typer.Typer) -> None:
             "--config",
             help="LVD config YAML (scoring frames, model weights); default: built-in defaults.",
         ),
+        dask_address: str = typer.Option(
+            None,
+            "--dask",
+            help="Score on this Dask cluster (tcp://HOST:8786): decode tasks on any worker, scoring tasks on "
+            "workers started with --resources GPU=1 (one model copy each). Default: in this process, or "
+            "run.dask_address when run.task_runner=dask.",
+        ),
     ) -> None:
         """Run scorers over the clips already in the shards and join their columns by clip_id (no source
-        video is decoded, no clip re-encoded)."""
+        video is decoded, no clip re-encoded). Learned scorers run batched (models.batch_clips clips per
+        forward, models.decode_workers decode threads ahead of them)."""
         import flows.integrations.s3  # noqa: F401  (tables and shards may live on s3://)
         from svd_core.config import load_config
         from svd_core.curation.config import LvdConfig
-        from svd_core.curation.lvd import default_scorers
-        from svd_core.curation.score_stage import score_stored_clips
-        from svd_core.errors import InputError
+        from svd_core.curation.score_stage import (
+            score_stored_clips,
+            score_stored_clips_dask,
+            stage_scorers,
+        )
 
         cfg = load_config(LvdConfig, config, ctx.args)
-        available = {s.name: s for s in default_scorers(cfg)}
-        unknown = [name for name in scorer if name not in available]
-        if unknown:
-            raise InputError(
-                f"--scorer {unknown}: not available with this config (available: {sorted(available)}); learned "
-                "scorers need their weights set in the config's models section"
-            )
+        address = dask_address or (cfg.run.dask_address if cfg.run.task_runner == "dask" else None)
         with console.status("scoring stored clips") as status:
-            summary = score_stored_clips(
-                lvd,
-                out,
-                [available[name] for name in scorer],
-                cfg.scoring,
-                progress=lambda done, total: status.update(f"scoring stored clips: {done}/{total}"),
-            )
+
+            def progress(done: int, total: int) -> None:
+                status.update(f"scoring stored clips: {done}/{total}")
+
+            if address:
+                summary = score_stored_clips_dask(lvd, out, cfg, scorer, address, progress=progress)
+            else:
+                summary = score_stored_clips(
+                    lvd,
+                    out,
+                    stage_scorers(cfg, scorer),  # only the chosen scorers' models are loaded
+                    cfg.scoring,
+                    progress=progress,
+                    batch_clips=cfg.models.batch_clips,
+                    decode_workers=cfg.models.decode_workers,
+                )
         typer.echo(
             f"scored {summary.clips} clips with {', '.join(summary.scorer_versions)} "
             f"({', '.join(summary.columns)}) in {summary.seconds:.1f} s\n  table: {summary.table_uri}"

@@ -148,6 +148,9 @@ def register(app: typer.Typer) -> None:
                 include_lvd_f=False,
                 keep_versions=keep_versions,
                 on_step=step,
+                # its own name, so its report and Data Docs do not overwrite those of `svd data filter`'s
+                # LVD gate (two DVC stages cannot share an output folder)
+                source_gate="lvd_for_subsets",
             )
         _print_build(summary)
 

@@ -22,6 +22,21 @@ def _leaderboard_lines(outcome: dict) -> list[str]:
     for v in sorted(rated, key=lambda v: v["rating"], reverse=True):
         numbers = " ".join(f"{_number(v[k]):>8.1f}" for k in ("rating", "lower", "upper"))
         lines.append(f"{v['variant']:<24} {numbers}  {v['model_uri']}")
+    correction = outcome.get("correction", {})
+    for question, report in (outcome.get("questions") or {}).items():
+        pairs = report["pairs"]
+        if len(pairs) == 0:
+            continue
+        lines.append(
+            f"{question}: pairs, p-values adjusted by {correction.get('method', '?')} across this question's "
+            f"{len(pairs)} pairs (significant at alpha {correction.get('alpha', '?')})"
+        )
+        for pair in pairs.to_dict("records"):
+            mark = "*" if pair["significant_adjusted"] else ("(raw only)" if pair["significant"] else "")
+            lines.append(
+                f"  {pair['variant_x']} vs {pair['variant_y']}: {pair['wins_x']}-{pair['wins_y']}, p={pair['p_value']:.3g} "
+                f"adjusted={pair['p_adjusted']:.3g} {mark}".rstrip()
+            )
     if outcome.get("synthetic"):
         lines.append("(SYNTHETIC votes: a smoke test of the pipeline, not a human preference)")
     return lines
@@ -54,7 +69,11 @@ def register(app: typer.Typer) -> None:
         if prefect:
             outcome = ablation_flow.ablation(spec, votes)
         else:
-            table = ablation_flow.load_human_votes(votes) if votes else None
+            table = (
+                ablation_flow.load_human_votes(votes, spec.evaluation.analysis.max_rejected_share)
+                if votes
+                else None
+            )
             columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
             with Progress(*columns, console=console, transient=True) as progress:
                 bar = progress.add_task("planning", total=ablation_flow.progress_steps(plan_ablation(spec)))

@@ -46,6 +46,12 @@ def import_votes_command(
     out: str = typer.Option(..., "--out", help="Where to write the vote table (.parquet, or .csv)."),
     study_id: str = typer.Option("imported", help="study_id for rows that do not name one."),
     question: str = typer.Option("overall", help="Question of arena rows without a `question` column."),
+    question_map: list[str] = typer.Option(
+        [],
+        "--question-map",
+        help="Label Studio: CHOICES_NAME=QUESTION for a <Choices name=...> that does not name its question "
+        "(repeatable), e.g. --question-map which_is_sharper=visual_quality.",
+    ),
     max_rejected_share: float = typer.Option(
         MAX_REJECTED_SHARE, help="Fail (write nothing) when more than this share of rows is rejected."
     ),
@@ -55,10 +61,16 @@ def import_votes_command(
     (the import fails, writing nothing, when more than --max-rejected-share of the rows are rejected)."""
     from svd_core.evaluation.imports import check_rejected, import_arena, import_label_studio, write_votes
 
+    if question_map and source_format != "labelstudio":
+        raise InputError("--question-map applies to --from labelstudio only")
     if source_format in ("csv", "arena"):
         result = import_arena(file, study_id, question=question)
     elif source_format == "labelstudio":
-        result = import_label_studio(file, study_id)
+        bad = [item for item in question_map if "=" not in item]
+        if bad:
+            raise InputError(f"--question-map {bad[0]!r}: write it as CHOICES_NAME=QUESTION")
+        mapping = dict(item.split("=", 1) for item in question_map)
+        result = import_label_studio(file, study_id, question_map=mapping or None)
     else:
         raise InputError(f"--from {source_format!r} is not supported; use arena, csv or labelstudio")
     print_rejected(result.rejected, file)

@@ -107,6 +107,26 @@ class S3Store:
         bucket, key = split_s3_uri(uri)
         return self._call("read", uri, lambda: self.client.get_object(Bucket=bucket, Key=key)["Body"].read())
 
+    def read_range(self, uri: str, start: int, end: int) -> bytes:
+        """Bytes [start, end) of the object (fewer where it ends first): one ranged GET, so training reads a
+        clip out of a shard without fetching the shard."""
+        if end <= start:
+            return b""
+        bucket, key = split_s3_uri(uri)
+
+        def get() -> bytes:
+            try:
+                body = self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}")[
+                    "Body"
+                ]
+                return bytes(body.read())
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                    return b""  # the range starts past the end of the object
+                raise
+
+        return self._call("read", uri, get)
+
     def write_bytes(self, uri: str, data: bytes) -> None:
         bucket, key = self._object_key(uri)
         self._call("write", uri, lambda: self.client.put_object(Bucket=bucket, Key=key, Body=data))

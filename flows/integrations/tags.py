@@ -15,6 +15,10 @@ REGISTERED_MODEL = "svd.registered_model"
 """On a training run: the `models:/NAME/N` it registered."""
 STUDY_ID = "svd.study_id"
 SYNTHETIC = "svd.synthetic"
+SYNTHETIC_LABEL = "SYNTHETIC votes (automatic rater, not humans)"
+"""How reports, the CLI and the dashboard name votes from the synthetic rater (issue 15: always labelled)."""
+PREFECT_FLOW_RUN = "svd.prefect_flow_run_id"
+"""Id of the Prefect flow run that logged an MLflow run (set by `tracking.run` inside a flow)."""
 """`true` when the votes of a study came from the synthetic rater, never from people."""
 
 # --- lineage: on training runs and on the registered versions ----------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -20,6 +21,7 @@ import mlflow
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from flows.integrations.tags import PREFECT_FLOW_RUN
 from flows.settings import Settings, activate, ensure_home, load_settings
 from svd_core.config import StageConfig
 from svd_core.storage import join_uri
@@ -76,7 +78,7 @@ def run(
     system metrics (CPU, memory, GPU utilisation and memory where pynvml finds a GPU).
     """
     exp = experiment_id(experiment)
-    base_tags = {GIT_COMMIT_TAG: git_commit(), **(tags or {})}
+    base_tags = {GIT_COMMIT_TAG: git_commit(), **_prefect_flow_run_tag(), **(tags or {})}
     nested = mlflow.active_run() is not None
     with mlflow.start_run(
         experiment_id=exp,
@@ -86,6 +88,19 @@ def run(
         log_system_metrics=system_metrics or None,  # None: MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING decides
     ) as active:
         yield active
+
+
+def _prefect_flow_run_tag() -> dict[str, str]:
+    """`svd.prefect_flow_run_id` when this runs inside a Prefect flow run (the dashboard links the MLflow run
+    to its flow run). Outside Prefect nothing is imported: a process that never imported prefect is in no
+    flow run."""
+    if "prefect" not in sys.modules:
+        return {}
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    run = context.flow_run if context is not None else None
+    return {PREFECT_FLOW_RUN: str(run.id)} if run is not None else {}
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

@@ -13,10 +13,18 @@ aggregates (row count, per-column null / duplicate / out-of-range counts, means,
 validates that row with the same thresholds; a failure is reported under the row-level expectation it
 stands for, with its unexpected count and up to five example values fetched by a bounded query. (GX has
 no DuckDB datasource, and its generic SQL datasource fails on DuckDB's SQLAlchemy dialect.)
+
+Broken scorers. `svd_core.curation.publish.build_filtered` gates the LVD table itself before any filter
+runs, with the same suite. Beside schema and ranges it holds expectations a broken scorer fails: a score
+column must not be constant (`expect_column_stdev_to_be_between`, min > 0), a scored column must not be
+mostly null (`expect_column_values_to_not_be_null`, mostly = `score_min_non_null`), and, on a filter run's
+statistics, each percentile filter must remove about the share it asked for (a constant scorer ties every
+clip at its percentile, so `min: {pct: 25}` removes nothing). Each failure names the column and the fix.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,8 +43,15 @@ from great_expectations.data_context.types.base import (
 from svd_core import storage as svd_io
 from svd_core.curation.config import TableEngineConfig, ValidationConfig
 from svd_core.curation.publish import FailedExpectation, ValidationFn, ValidationReport
-from svd_core.curation.schema import SCORE_COLUMNS, SCORE_RANGES
-from svd_core.curation.table import TableSession, TableView, quote_ident, sql_float, table_session
+from svd_core.curation.schema import SCORE_COLUMNS, SCORE_RANGES, SCORE_SCORERS
+from svd_core.curation.table import (
+    TableSession,
+    TableView,
+    quote_ident,
+    quote_str,
+    sql_float,
+    table_session,
+)
 from svd_core.errors import InputError
 
 DOCS_SITE = "svd_data_docs"
@@ -65,8 +80,69 @@ def _bound(value: float | None) -> float | None:
     return None if value is None else float(value)
 
 
-def table_expectations(cfg: ValidationConfig, columns: Sequence[str]) -> list[gxe.Expectation]:
-    """Expectations on a published table (LVD-shaped)."""
+def _constant_fix(column: str) -> str:
+    return (
+        f"every clip has the same {column}: its scorer ({SCORE_SCORERS[column]!r} in scorer_versions) is "
+        "broken (weights, inputs) and a percentile filter on it removes nothing; fix the scorer and rebuild "
+        f"LVD (svd data build-lvd) or rescore the stored clips (svd data score), or, when a constant is "
+        f"expected, remove {column} from validation.varying_scores"
+    )
+
+
+def _null_fix(column: str) -> str:
+    return (
+        f"{column} is null in most rows although its scorer ({SCORE_SCORERS[column]!r}) ran: it failed or "
+        "had no input on most clips; fix it and rescore (svd data score), or lower "
+        "validation.score_min_non_null"
+    )
+
+
+def _share_fix(column: str) -> str:
+    return (
+        f"the {column} percentile filter removed far from the share it asked for: its scores tie at the "
+        "threshold (a constant scorer, or most clips sharing one value); fix the scorer, or give the filter "
+        f"an absolute bound (filter scores.{column}.min.abs / max.abs), or widen "
+        "validation.percentile_share_tolerance"
+    )
+
+
+def scorers_named(versions: Sequence[Any]) -> set[str]:
+    """Scorer keys named in any of the `scorer_versions` JSON values (unreadable values name none)."""
+    named: set[str] = set()
+    for text in versions:
+        try:
+            data = json.loads(text) if isinstance(text, str) else None
+        except ValueError:
+            continue
+        if isinstance(data, dict):
+            named.update(str(k) for k in data)
+    return named
+
+
+def score_health_plan(
+    cfg: ValidationConfig, counts: Mapping[str, int], named: set[str], thresholded: set[str]
+) -> tuple[list[str], list[str]]:
+    """(columns that must vary, columns that must be mostly non-null) from each present score column's
+    non-null count, the scorers `scorer_versions` names, and the columns a filter thresholded."""
+    scored = [c for c in SCORE_COLUMNS if c in counts and (counts[c] > 0 or SCORE_SCORERS[c] in named)]
+    varying = [
+        c
+        for c in scored
+        if c in cfg.varying_scores and c not in thresholded and counts[c] >= cfg.min_scored_rows
+    ]
+    return varying, scored if cfg.score_min_non_null > 0 else []
+
+
+def _thresholded(funnel: Mapping[str, Any] | None) -> set[str]:
+    """Score columns a filter run thresholded (the table is its output: the filter may squeeze them)."""
+    return set((funnel or {}).get("thresholds") or {})
+
+
+def table_expectations(
+    cfg: ValidationConfig, table: pd.DataFrame, funnel: Mapping[str, Any] | None = None
+) -> list[gxe.Expectation]:
+    """Expectations on a gated table (LVD-shaped): LVD itself, or a table about to be published."""
+    columns = list(table.columns)
     exps: list[gxe.Expectation] = [gxe.ExpectTableRowCountToBeBetween(min_value=cfg.min_rows)]
     for column in cfg.required_columns:
         exps.append(gxe.ExpectColumnToExist(column=column))
@@ -97,25 +173,81 @@ def table_expectations(cfg: ValidationConfig, columns: Sequence[str]) -> list[gx
             ranges = [[_bound(v) for v in bounds.quantiles[p]] for p in percents]
             quantile_ranges = {"quantiles": [p / 100 for p in percents], "value_ranges": ranges}
             exps.append(ExpectColumnQuantilesInRanges(column=column, quantile_ranges=quantile_ranges))
+    counts = {c: int(table[c].notna().sum()) for c in SCORE_COLUMNS if c in columns}
+    versions = table["scorer_versions"].dropna().unique() if "scorer_versions" in columns else []
+    varying, non_null = score_health_plan(cfg, counts, scorers_named(list(versions)), _thresholded(funnel))
+    exps += [
+        gxe.ExpectColumnStdevToBeBetween(
+            column=c, min_value=cfg.min_score_stdev, strict_min=True, meta={"fix": _constant_fix(c)}
+        )
+        for c in varying
+    ]
+    exps += [
+        gxe.ExpectColumnValuesToNotBeNull(column=c, mostly=cfg.score_min_non_null, meta={"fix": _null_fix(c)})
+        for c in non_null
+    ]
     return exps
 
 
-def funnel_expectations(cfg: ValidationConfig) -> list[gxe.Expectation]:
-    """Expectations on a filter run's statistics (one row: kept_fraction, kept_rows, input_rows)."""
+SHARE_SUFFIX = "__removed_share"
+"""Funnel-frame column of a percentile filter: the share of scored rows it removed."""
+
+
+def percentile_shares(cfg: ValidationConfig, funnel: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
+    """Score filter -> (share of scored rows it removed, share it asked for), for each percentile filter
+    with at least `min_scored_rows` scored rows (statistics written before these shares were recorded
+    have none: nothing to check)."""
+    if cfg.percentile_share_tolerance is None:
+        return {}
+    shares = {}
+    for name, stats in (funnel.get("filters") or {}).items():
+        requested = stats.get("requested_removed_fraction")
+        removed = stats.get("removed_scored_fraction")
+        if requested is None or removed is None or (stats.get("scored_rows") or 0) < cfg.min_scored_rows:
+            continue
+        shares[name] = (float(removed), float(requested))
+    return shares
+
+
+def funnel_expectations(cfg: ValidationConfig, funnel: Mapping[str, Any]) -> list[gxe.Expectation]:
+    """Expectations on a filter run's statistics (one row: kept_fraction, kept_rows, input_rows, and each
+    percentile filter's removed share)."""
     low, high = cfg.kept_fraction
-    return [
+    exps: list[gxe.Expectation] = [
         gxe.ExpectColumnValuesToBeBetween(column="kept_fraction", min_value=low, max_value=high),
         gxe.ExpectColumnValuesToBeBetween(column="kept_rows", min_value=cfg.min_rows),
     ]
+    tolerance = cfg.percentile_share_tolerance or 0.0
+    for name, (_, requested) in percentile_shares(cfg, funnel).items():
+        meta = {"expectation": "expect_percentile_filter_to_remove_its_share", "column": name}
+        exps.append(
+            gxe.ExpectColumnValuesToBeBetween(
+                column=f"{name}{SHARE_SUFFIX}",
+                min_value=max(0.0, requested - tolerance),
+                max_value=min(1.0, requested + tolerance),
+                meta={**meta, "fix": _share_fix(name)},
+            )
+        )
+    return exps
 
 
-def _funnel_frame(funnel: Mapping[str, Any]) -> pd.DataFrame:
+def _funnel_frame(cfg: ValidationConfig, funnel: Mapping[str, Any]) -> pd.DataFrame:
     missing = [k for k in ("kept_fraction", "kept_rows", "input_rows") if k not in funnel]
     if missing:
         raise InputError(
             f"filter statistics lack {missing}; pass the <name>_funnel.json written by `svd data filter`"
         )
-    return pd.DataFrame([{k: funnel[k] for k in ("kept_fraction", "kept_rows", "input_rows")}])
+    row = {k: funnel[k] for k in ("kept_fraction", "kept_rows", "input_rows")}
+    row.update({f"{n}{SHARE_SUFFIX}": removed for n, (removed, _) in percentile_shares(cfg, funnel).items()})
+    return pd.DataFrame([row])
+
+
+def _details(kwargs: Mapping[str, Any], meta: Mapping[str, Any], metric: str | None = None) -> str:
+    what = (
+        f"expected {metric} within {dict(kwargs)}" if metric else f"expected {dict(kwargs)}" if kwargs else ""
+    )
+    fix = meta.get("fix")
+    return "; ".join(x for x in (what, f"fix: {fix}" if fix else "") if x)
 
 
 def _context(docs_dir: Path) -> Any:
@@ -163,14 +295,15 @@ def _failures(suite: str, validation: Any) -> list[FailedExpectation]:
         if result.success:
             continue
         config = result.expectation_config
+        meta = config.meta or {}
         kwargs = {k: v for k, v in config.kwargs.items() if k not in {"batch_id", "column"}}
         failed.append(
             FailedExpectation(
                 suite=suite,
-                expectation=config.type,
-                column=config.kwargs.get("column"),
+                expectation=str(meta.get("expectation", config.type)),
+                column=meta.get("column", config.kwargs.get("column")),
                 observed=_observed(result),
-                details=f"expected {kwargs}" if kwargs else "",
+                details=_details(kwargs, meta),
             )
         )
     return failed
@@ -201,20 +334,21 @@ def _validate_into(
     failed: list[FailedExpectation] = []
     evaluated = 0
     if isinstance(table, pd.DataFrame):
-        validation = _run_suite(ctx, suites[0], table, table_expectations(cfg, list(table.columns)))
+        validation = _run_suite(ctx, suites[0], table, table_expectations(cfg, table, funnel))
         evaluated += len(validation.results)
         failed += _failures(suites[0], validation)
     else:
         with table_session(engine) as session:
             view = session.open(table, "validated")
             profile = TableProfile(session, view)
-            expectations = aggregate_expectations(cfg, profile)
+            expectations = aggregate_expectations(cfg, profile, funnel)
             validation = _run_suite(ctx, suites[0], profile.frame(), expectations)
             evaluated += len(validation.results)
             failed += profile.failures(suites[0], validation)
     if funnel is not None:
         suites.append(f"{name}.funnel")
-        validation = _run_suite(ctx, suites[1], _funnel_frame(funnel), funnel_expectations(cfg))
+        frame = _funnel_frame(cfg, funnel)
+        validation = _run_suite(ctx, suites[1], frame, funnel_expectations(cfg, funnel))
         evaluated += len(validation.results)
         failed += _failures(suites[1], validation)
     index = ctx.build_data_docs(site_names=[DOCS_SITE])[DOCS_SITE]
@@ -277,6 +411,8 @@ class TableProfile:
         self.values: dict[str, Any] = {"row_count": view.rows}
         self._bad_rows: dict[str, str] = {}
         """Metric column -> SQL condition of its unexpected rows (for example values)."""
+        self._examples: dict[str, str] = {}
+        """Metric column -> SQL of example values behind a statistic (e.g. the one value of a constant)."""
 
     def has(self, column: str) -> bool:
         return column in self.view.columns
@@ -329,6 +465,51 @@ class TableProfile:
         )
         return f"{column}__p{percent}"
 
+    def present_counts(self, columns: Sequence[str]) -> dict[str, int]:
+        """Non-null, non-NaN values of each numeric column (one scan for all of them)."""
+        if not columns:
+            return {}
+        counts = self.session.row(
+            "SELECT "
+            + ", ".join(
+                f"count(*) FILTER (WHERE {quote_ident(c)} IS NOT NULL AND NOT isnan({quote_ident(c)}))"
+                for c in columns
+            )
+            + f" FROM {self.view.ident}"
+        )
+        return {c: int(n) for c, n in zip(columns, counts, strict=True)}
+
+    def scorers_named(self) -> set[str]:
+        """Scorer keys any row's `scorer_versions` names (one count per scorer, in one scan)."""
+        if not self.has("scorer_versions"):
+            return set()
+        c = quote_ident("scorer_versions")
+        keys = sorted(set(SCORE_SCORERS.values()))
+        counts = self.session.row(
+            "SELECT "
+            + ", ".join(
+                f"count_if(CASE WHEN json_valid({c}) THEN json_exists({c}, {quote_str('$.' + json.dumps(k))}) "
+                "ELSE FALSE END)"
+                for k in keys
+            )
+            + f" FROM {self.view.ident}"
+        )
+        return {k for k, n in zip(keys, counts, strict=True) if n}
+
+    def stdev(self, column: str) -> str:
+        c = quote_ident(column)
+        self.values[f"{column}__stdev"] = self.session.scalar(
+            f"SELECT stddev_samp({c}) FROM {self.view.ident} WHERE NOT isnan({c})"
+        )
+        self._examples[f"{column}__stdev"] = (
+            f"SELECT DISTINCT {c} FROM {self.view.ident} WHERE {c} IS NOT NULL AND NOT isnan({c}) LIMIT 5"
+        )
+        return f"{column}__stdev"
+
+    def non_null_share(self, column: str, present: int) -> str:
+        self.values[f"{column}__non_null_share"] = present / max(1, self.view.rows)
+        return f"{column}__non_null_share"
+
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame([{k: (None if v is None else v) for k, v in self.values.items()}])
 
@@ -348,6 +529,9 @@ class TableProfile:
             elif metric in self._bad_rows:
                 sample = [_plain(r[0]) for r in self.session.run(self._bad_rows[metric])]
                 observed = f"{observed} of {self.view.rows} rows unexpected, e.g. {sample}"
+            elif metric in self._examples:
+                sample = [_plain(r[0]) for r in self.session.run(self._examples[metric])]
+                observed = f"{_plain(observed)} (values, e.g. {sample})"
             kwargs = {k: v for k, v in config.kwargs.items() if k not in {"batch_id", "column"}}
             failed.append(
                 FailedExpectation(
@@ -355,19 +539,22 @@ class TableProfile:
                     expectation=str(meta.get("expectation", config.type)),
                     column=meta.get("column"),
                     observed=_plain(observed),
-                    details=f"expected {metric} within {kwargs}",
+                    details=_details(kwargs, meta, metric),
                 )
             )
         return failed
 
 
-def _bounded(metric: str, expectation: str, column: str | None, **bounds: Any) -> gxe.Expectation:
-    return gxe.ExpectColumnValuesToBeBetween(
-        column=metric, meta={"expectation": expectation, "column": column}, **bounds
-    )
+def _bounded(
+    metric: str, expectation: str, column: str | None, fix: str | None = None, **bounds: Any
+) -> gxe.Expectation:
+    meta = {"expectation": expectation, "column": column, **({"fix": fix} if fix else {})}
+    return gxe.ExpectColumnValuesToBeBetween(column=metric, meta=meta, **bounds)
 
 
-def aggregate_expectations(cfg: ValidationConfig, profile: TableProfile) -> list[gxe.Expectation]:
+def aggregate_expectations(
+    cfg: ValidationConfig, profile: TableProfile, funnel: Mapping[str, Any] | None = None
+) -> list[gxe.Expectation]:
     """The table suite of `table_expectations`, as bounds on `profile`'s aggregates (computing them)."""
     exps = [_bounded("row_count", "expect_table_row_count_to_be_between", None, min_value=cfg.min_rows)]
     for column in cfg.required_columns:
@@ -417,4 +604,27 @@ def aggregate_expectations(cfg: ValidationConfig, profile: TableProfile) -> list
                     max_value=_bound(q_high),
                 )
             )
+    counts = profile.present_counts([c for c in SCORE_COLUMNS if profile.has(c)])
+    varying, non_null = score_health_plan(cfg, counts, profile.scorers_named(), _thresholded(funnel))
+    for column in varying:
+        exps.append(
+            _bounded(
+                profile.stdev(column),
+                "expect_column_stdev_to_be_between",
+                column,
+                _constant_fix(column),
+                min_value=cfg.min_score_stdev,
+                strict_min=True,
+            )
+        )
+    for column in non_null:
+        exps.append(
+            _bounded(
+                profile.non_null_share(column, counts[column]),
+                "expect_column_values_to_not_be_null",
+                column,
+                _null_fix(column),
+                min_value=cfg.score_min_non_null,
+            )
+        )
     return exps

@@ -7,7 +7,7 @@ Same layout as LAION's improved-aesthetic-predictor (`layers.0` ... `layers.7`, 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +83,17 @@ class AestheticScorer:
         self.version = f"{CODE_VERSION}+w{encoder.fingerprint}.{weights_fingerprint(head_path)}+{short_hash(clip_frames)}"
 
     def score(self, frames: SampledFrames, row: Mapping[str, Any]) -> dict[str, Any]:
-        embeds = self.encoder.image_embeddings(frames_for(frames, self.clip_frames))
+        return self.score_batch([frames], [row])[0]
+
+    def score_batch(
+        self, frames: Sequence[SampledFrames], rows: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """`score` of each clip: every clip's frames through one CLIP forward and one head forward."""
+        if not frames:
+            return []
+        groups = self.encoder.image_embeddings_batch([frames_for(f, self.clip_frames) for f in frames])
         with torch.inference_mode():
-            value = float(self.head(embeds.to(self.encoder.device)).mean())
+            values = self.head(torch.cat(groups).to(self.encoder.device)).float().cpu()
         low, high = SCORE_RANGES["aesthetic_score"]
-        return {"aesthetic_score": min(high, max(low, value))}
+        means = [float(v.mean()) for v in torch.split(values, [len(g) for g in groups])]
+        return [{"aesthetic_score": min(high, max(low, value))} for value in means]

@@ -7,15 +7,21 @@ an LLM summary of both. Here each step is a pluggable model loaded from a path:
 - video captioner: such a model reading a time-ordered grid of frames spread over the clip (the "image grid"
   trick for video understanding); one generate call serves both when both use the same model;
 - LLM merger: a causal LM that merges the learned captions into one sentence.
-The LVD table keeps one caption per clip: the LLM merge when there is one, else the image caption, else the
-video caption, else the source's title/description. `caption_source` says which ("image+video+llm",
-"image", "video", "metadata"); with nothing to go on both stay null.
+
+The LVD table keeps every caption the chain produced, each in its own column (`caption_image`,
+`caption_video`, `caption_merged`, `caption_metadata`, see svd_core.curation.schema.CAPTION_COLUMNS), and
+`caption_provenance` (JSON) names what produced each: the model class and a hash of its weights, or the
+metadata fields. `caption` is the one the filters and the CLIP score read: the LLM merge when there is
+one, else the image caption, else the video caption, else the source's title/description;
+`caption_source` says which: "image+video+llm" (or "image+llm" / "video+llm" when only one learned
+caption came out), "image", "video" or "metadata". With nothing to go on all of them stay null.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +35,12 @@ from svd_core.curation.model_loading import (
     short_hash,
     weights_fingerprint,
 )
+from svd_core.curation.schema import CAPTION_COLUMNS
 from svd_core.errors import InputError
 from svd_core.video.frames import SampledFrames
 
-CODE_VERSION = "caption-v1"
+CODE_VERSION = "caption-v2"
+"""v2: every caption kept in its own column, with provenance."""
 SOURCE_LABELS = {"image": "middle frame", "video": "whole clip"}
 """How the merger prompt names each learned caption."""
 
@@ -91,6 +99,11 @@ class ImageToText:
         self.max_new_tokens = max_new_tokens
         self.fingerprint = weights_fingerprint(folder)
 
+    @property
+    def model_id(self) -> str:
+        """Model class and weights hash, e.g. "BlipForConditionalGeneration.w1a2b3c4d" (caption provenance)."""
+        return f"{type(self.model).__name__}.w{self.fingerprint}"
+
     def caption(self, images: list[np.ndarray]) -> list[str | None]:
         pixels = self.processor(images=images, return_tensors="pt")["pixel_values"]
         with torch.inference_mode():
@@ -126,6 +139,11 @@ class LlmMerger:
         self.max_new_tokens = max_new_tokens
         self.fingerprint = weights_fingerprint(folder)
 
+    @property
+    def model_id(self) -> str:
+        """Model class, weights hash and prompt hash (caption provenance)."""
+        return f"{type(self.model).__name__}.w{self.fingerprint}+p{short_hash(self.prompt)}"
+
     def build_prompt(self, captions: Mapping[str, str]) -> str:
         lines = "\n".join(f"- {SOURCE_LABELS[source]}: {text}" for source, text in captions.items())
         prompt = self.prompt.replace("{captions}", lines)
@@ -160,10 +178,11 @@ class LlmMerger:
 
 
 class CaptionChain:
-    """ClipScorer filling `caption` and `caption_source` (see the module docstring for the order)."""
+    """ClipScorer filling `caption`, `caption_source`, one column per caption and `caption_provenance` (see
+    the module docstring for the order)."""
 
     name = "caption"
-    columns = ("caption", "caption_source")
+    columns = ("caption", "caption_source", *CAPTION_COLUMNS, "caption_provenance")
 
     def __init__(
         self,
@@ -182,29 +201,72 @@ class CaptionChain:
                 parts.append(f"{label}.w{model.fingerprint}")
         settings = short_hash(video_frames, metadata_max_chars, llm.prompt if llm else None)
         self.version = "+".join([*parts, f"s{settings}"])
+        self.producers: dict[str, str] = {"metadata": f"title+description:max{metadata_max_chars}"}
+        """Chain step -> what produced its caption (the values of `caption_provenance`)."""
+        if image is not None:
+            self.producers["image"] = f"{image.model_id}+middle"
+        if video is not None:
+            self.producers["video"] = f"{video.model_id}+grid{video_frames}"
+        if llm is not None:
+            self.producers["llm"] = llm.model_id
 
     def learned_captions(self, frames: SampledFrames) -> dict[str, str]:
         """Image and video captions (only the configured ones that produced text), batched per model."""
-        jobs: list[tuple[str, ImageToText, np.ndarray]] = []
-        if self.image is not None:
-            jobs.append(("image", self.image, frames.middle_frame()))
-        if self.video is not None:
-            jobs.append(("video", self.video, frame_grid(frames.frames, self.video_frames)))
-        captions: dict[str, str] = {}
-        for model in {id(m): m for _, m, _ in jobs}.values():
-            mine = [(label, image) for label, m, image in jobs if m is model]
-            texts = model.caption([image for _, image in mine])
-            captions.update({label: text for (label, _), text in zip(mine, texts, strict=True) if text})
-        return {label: captions[label] for label in ("image", "video") if label in captions}
+        return self.learned_captions_batch([frames])[0]
+
+    def learned_captions_batch(self, frames: Sequence[SampledFrames]) -> list[dict[str, str]]:
+        """`learned_captions` of each clip: one generate call per model over every clip's images."""
+        jobs: list[tuple[int, str, ImageToText, np.ndarray]] = []
+        for i, clip in enumerate(frames):
+            if self.image is not None:
+                jobs.append((i, "image", self.image, clip.middle_frame()))
+            if self.video is not None:
+                jobs.append((i, "video", self.video, frame_grid(clip.frames, self.video_frames)))
+        captions: list[dict[str, str]] = [{} for _ in frames]
+        for model in {id(m): m for _, _, m, _ in jobs}.values():
+            mine = [(i, label, image) for i, label, m, image in jobs if m is model]
+            texts = model.caption([image for _, _, image in mine])
+            for (i, label, _), text in zip(mine, texts, strict=True):
+                if text:
+                    captions[i][label] = text
+        return [{label: c[label] for label in ("image", "video") if label in c} for c in captions]
 
     def score(self, frames: SampledFrames, row: Mapping[str, Any]) -> dict[str, Any]:
-        learned = self.learned_captions(frames)
-        if self.llm is not None and learned:
-            merged = self.llm.merge(learned)
-            if merged:
-                return {"caption": merged, "caption_source": "+".join([*learned, "llm"])}
+        return self.score_batch([frames], [row])[0]
+
+    def score_batch(
+        self, frames: Sequence[SampledFrames], rows: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """`score` of each clip: image and video captions batched per model; the LLM merges clip by clip
+        (prompts of different lengths would need left padding, which changes a greedy continuation)."""
+        out = []
+        for learned, row in zip(self.learned_captions_batch(frames), rows, strict=True):
+            merged = self.llm.merge(learned) if self.llm is not None and learned else None
+            out.append(self._captions(learned, merged, row))
+        return out
+
+    def _captions(
+        self, learned: Mapping[str, str], merged: str | None, row: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        metadata = metadata_caption(row, self.metadata_max_chars)
+        if (
+            metadata is None
+        ):  # no title/description here (the score stage over stored clips): keep the stored one
+            metadata = clean_text(row.get("caption_metadata"))
+        steps = {
+            "image": learned.get("image"),
+            "video": learned.get("video"),
+            "llm": merged,
+            "metadata": metadata,
+        }
+        out: dict[str, Any] = {column: steps[step] for column, step in CAPTION_COLUMNS.items()}
+        provenance = {
+            column: self.producers.get(step, step) for column, step in CAPTION_COLUMNS.items() if steps[step]
+        }
+        out["caption_provenance"] = json.dumps(provenance, sort_keys=True) if provenance else None
+        if merged:
+            return {"caption": merged, "caption_source": "+".join([*learned, "llm"]), **out}
         for label in ("image", "video"):
             if label in learned:
-                return {"caption": learned[label], "caption_source": label}
-        caption = metadata_caption(row, self.metadata_max_chars)
-        return {"caption": caption, "caption_source": "metadata" if caption else None}
+                return {"caption": learned[label], "caption_source": label, **out}
+        return {"caption": metadata, "caption_source": "metadata" if metadata else None, **out}

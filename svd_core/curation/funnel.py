@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from svd_core.curation.config import FilterConfig
+from svd_core.curation.config import FilterConfig, ScoreFilterConfig
 from svd_core.curation.filters import FilterResult
 from svd_core.curation.schema import SCORE_COLUMNS
 
@@ -136,6 +136,39 @@ def compute_funnel(
     )
 
 
+def requested_removed_fraction(rule: ScoreFilterConfig) -> float | None:
+    """Share of the scored rows a percentile filter asks to remove (`min: {pct: 25}` -> 0.25,
+    `max: {pct: 75}` -> 0.25, both -> 0.5); None when a bound is absolute (no share was asked for)."""
+    bounds = [b for b in (rule.min, rule.max) if b is not None]
+    if not bounds or any(b.pct is None for b in bounds):
+        return None
+    share = 0.0
+    if rule.min is not None and rule.min.pct is not None:
+        share += rule.min.pct / 100.0
+    if rule.max is not None and rule.max.pct is not None:
+        share += 1.0 - rule.max.pct / 100.0
+    return share
+
+
+def _share_columns(
+    row: dict[str, Any], cfg: FilterConfig, scored: dict[str, int], input_rows: int
+) -> dict[str, Any]:
+    """For a score filter: the share of scored rows (non-null) it removed by its bounds alone, beside the
+    share its percentiles asked for. They differ when the scores tie (a constant scorer: p25 == every
+    value, nothing is removed) and, a little, when thresholds came from another table (LVD-10M-F)."""
+    name = row["filter"]
+    if name not in SCORE_COLUMNS or name not in scored:
+        return {}
+    count = scored[name]
+    nulls = input_rows - count  # null and NaN scores: removed too when drop_missing_scores
+    outside = int(row["removed_alone_rows"]) - (nulls if cfg.drop_missing_scores else 0)
+    return {
+        "scored_rows": count,
+        "requested_removed_fraction": requested_removed_fraction(getattr(cfg.scores, name)),
+        "removed_scored_fraction": outside / count if count else None,
+    }
+
+
 def assemble_funnel(
     step_rows: list[dict[str, Any]],
     quantile_rows: list[dict[str, Any]],
@@ -146,9 +179,11 @@ def assemble_funnel(
 ) -> Funnel:
     """The Funnel from per-filter rows, quantile rows and totals (shared by the pandas and the
     out-of-core engine, svd_core.curation.table_steps, so both report the same keys)."""
+    input_rows, input_hours = int(totals["input_rows"]), float(totals["input_hours"])
+    scored = {r["column"]: int(r["count"]) for r in quantile_rows if r["stage"] == "before"}
+    step_rows = [{**row, **_share_columns(row, cfg, scored, input_rows)} for row in step_rows]
     steps = pd.DataFrame(step_rows)
     quantiles = pd.DataFrame(quantile_rows)
-    input_rows, input_hours = int(totals["input_rows"]), float(totals["input_hours"])
     kept_rows, kept_hours = int(totals["kept_rows"]), float(totals["kept_hours"])
     filters = {
         record["filter"]: {
@@ -156,7 +191,7 @@ def assemble_funnel(
             for k, v in record.items()
             if k not in {"filter", "min", "max", "min_spec", "max_spec"}  # thresholds have their own key
         }
-        for record in steps.to_dict(orient="records")
+        for record in step_rows  # not the frame: its missing cells (non-score filters) would be NaN
     }
     metrics: dict[str, Any] = {
         "name": name or cfg.name,

@@ -9,7 +9,7 @@ captioner for image and video captions) are loaded once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
 import torch
@@ -23,6 +23,7 @@ from svd_core.curation.model_loading import local_model_dir, local_weights_file
 from svd_core.curation.scorer_base import ClipScorer
 from svd_core.curation.text_detect import TextAreaScorer
 from svd_core.device import resolve_device
+from svd_core.errors import InputError
 
 logger = logging.getLogger("svd.curation")
 T = TypeVar("T")
@@ -51,16 +52,51 @@ class _SharedModels:
         return self._loaded[key]
 
 
-def build_learned_scorers(cfg: LearnedScorersConfig, device: str = "auto") -> list[ClipScorer]:
+LEARNED_SCORERS: dict[str, tuple[str, ...]] = {
+    "caption": ("image_captioner_path", "video_captioner_path", "llm_merger_path"),
+    "craft": ("craft_weights",),
+    "aesthetic": ("aesthetic_clip_path", "aesthetic_head_path"),
+    "clip_score": ("clip_score_model_path",),
+}
+"""Learned scorer name (in run order) -> the config keys holding its models."""
+
+
+def learned_scorer_names(cfg: LearnedScorersConfig) -> tuple[str, ...]:
+    """Learned scorers this config turns on, in run order, without loading anything (the caption chain is
+    always on: metadata captions need no model)."""
+    return tuple(
+        name
+        for name, keys in LEARNED_SCORERS.items()
+        if name == "caption" or all(getattr(cfg, key) is not None for key in keys)
+    )
+
+
+def only_scorers(cfg: LearnedScorersConfig, names: Collection[str]) -> LearnedScorersConfig:
+    """`cfg` with the models of every learned scorer not in `names` unset, so building loads only those."""
+    unknown = sorted(set(names) - set(LEARNED_SCORERS))
+    if unknown:
+        raise InputError(f"{unknown} are not learned scorers (learned: {list(LEARNED_SCORERS)})")
+    dropped = [key for name, keys in LEARNED_SCORERS.items() if name not in names for key in keys]
+    return cfg.model_copy(update=dict.fromkeys(dropped))
+
+
+def build_learned_scorers(
+    cfg: LearnedScorersConfig, device: str = "auto", only: Collection[str] | None = None
+) -> list[ClipScorer]:
     """Scorers in run order: caption chain (always), text detector, aesthetic predictor, CLIP score.
 
-    `device` other than "auto" overrides `cfg.device`. Raises InputError when a configured location is
+    `device` other than "auto" overrides `cfg.device`. `only` (learned scorer names) builds just those and
+    loads just their models (no 'off' warning then). Raises InputError when a configured location is
     missing or does not hold the expected model.
     """
+    if only is not None:
+        cfg = only_scorers(cfg, only)
     torch_device = resolve_device(device if device != "auto" else cfg.device)
     dtype = torch.float16 if torch_device.type == "cuda" and cfg.half_precision_on_gpu else torch.float32
     shared = _SharedModels()
-    scorers: list[ClipScorer] = [_caption_chain(cfg, torch_device, dtype, shared)]
+    scorers: list[ClipScorer] = []
+    if only is None or "caption" in only:
+        scorers.append(_caption_chain(cfg, torch_device, dtype, shared))
     if cfg.craft_weights is not None:
         scorers.append(_text_detector(cfg, cfg.craft_weights, torch_device, dtype))
     encoders: dict[str, ClipEncoder] = {}
@@ -82,7 +118,8 @@ def build_learned_scorers(cfg: LearnedScorersConfig, device: str = "auto") -> li
         scorers.append(AestheticScorer(encoders["aesthetic_clip_path"], head, head_path, cfg.clip_frames))
     if "clip_score_model_path" in encoders:
         scorers.append(ClipScoreScorer(encoders["clip_score_model_path"], cfg.clip_frames))
-    _warn_off(cfg)
+    if only is None:
+        _warn_off(cfg)
     return scorers
 
 
@@ -122,7 +159,7 @@ def _text_detector(
 ) -> TextAreaScorer:
     path = local_weights_file(location, "craft_weights", cfg.model_cache_dir)
     return TextAreaScorer(
-        load_craft(path),
+        load_craft(path, cfg.craft_sha256),
         str(path),
         device,
         dtype,
@@ -131,6 +168,10 @@ def _text_detector(
         link_threshold=cfg.craft_link_threshold,
         low_text=cfg.craft_low_text,
         min_component_px=cfg.craft_min_component_px,
+        mode=cfg.craft_mode,
+        coarse_long_side=cfg.craft_coarse_long_side,
+        crop_budget_px=cfg.craft_crop_budget_px,
+        crop_margin_px=cfg.craft_crop_margin_px,
     )
 
 

@@ -42,9 +42,9 @@ from svd_core.curation.scorer_base import ClipScorer
 from svd_core.curation.sources import VideoSource, resolve_sources
 from svd_core.curation.table import Part, write_manifest
 from svd_core.errors import InputError, StorageError
-from svd_core.video.clips import ClipOutput, PassStats, clip_id_for, split_video
+from svd_core.video.clips import ClipOutput, PassStats, clip_id_for, clip_recipe, split_video
 from svd_core.video.cuts import CUTS_VERSION
-from svd_core.video.decode import BadVideo, DecodeTimeout, probe_video
+from svd_core.video.decode import BadVideo, DecodeTimeout, header_duration, probe_video, time_limit_s
 from svd_core.video.shards import ShardWriter
 
 log = logging.getLogger("svd.lvd")
@@ -108,11 +108,21 @@ def default_scorers(cfg: LvdConfig) -> list[ClipScorer]:
     return scorers + list(build_learned_scorers(cfg.models, cfg.device))
 
 
+def cuts_version(cfg: LvdConfig) -> str:
+    """The shot detector actually used (`cuts.detector`) and a hash of the cut settings."""
+    if cfg.cuts.detector == "transnet":
+        from svd_core.video.transnet import TRANSNET_VERSION  # torch: only when the network is used
+
+        detector = TRANSNET_VERSION
+    else:
+        detector = CUTS_VERSION
+    return f"{detector}:{cfg.cuts.config_hash()[:8]}"
+
+
 def scorer_versions(cfg: LvdConfig, scorers: Sequence[ClipScorer]) -> dict[str, str]:
     versions = {
-        "cuts": f"{CUTS_VERSION}:{cfg.cuts.config_hash()[:8]}",
-        "clips": f"{cfg.clips.codec}:crf{cfg.clips.crf}:{cfg.clips.preset}:max{cfg.clips.max_short_side}"
-        + (f":{cfg.clips.x264_params}" if cfg.clips.x264_params else ""),
+        "cuts": cuts_version(cfg),
+        "clips": clip_recipe(cfg),
     }
     versions.update({s.name: s.version for s in scorers})
     return versions
@@ -124,6 +134,10 @@ def pipeline_key(cfg: LvdConfig, scorers: Sequence[ClipScorer]) -> str:
     for key in ("run", "device"):
         data.pop(key, None)
     data["decode"].pop("timeout_s", None)
+    from svd_core.curation.score_stage import STAGE_SETTINGS  # batching settings: not the scores
+
+    for key in STAGE_SETTINGS:
+        data["models"].pop(key, None)
     blob = json.dumps([data, scorer_versions(cfg, scorers)], sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -162,6 +176,13 @@ def process_video(
                     resume.record(out_uri, fingerprint, video_id, source.uri)
                 return _reused(part_uri, source, started)
             result = _process_local(path, source, video_id, cfg, out_uri, scorers)
+            if not result.final and result.quarantine is not None and result.quarantine["stage"] == "decode":
+                # Hit the time limit (the only decode failure that is retried): final after max_attempts.
+                limit = float(result.stats.get("time_limit_s", cfg.decode.timeout_s))
+                attempts = resume.record_timeout(out_uri, video_id, key, limit)
+                if attempts >= cfg.run.max_attempts:
+                    result.final = True
+                    result.quarantine["reason"] += f"; timed out in {attempts} runs (run.max_attempts): final"
     except StorageError as exc:
         if svd_io.is_local(source.uri) and not svd_io.exists(source.uri):
             return _quarantined(
@@ -194,15 +215,18 @@ def _process_local(
     scorers: Sequence[ClipScorer],
 ) -> VideoResult:
     started = time.perf_counter()
+    limit_s = time_limit_s(header_duration(path), cfg.decode, cfg.run)  # scales with the duration
     try:
-        return _run_with_timeout(
-            lambda: _cut_score_store(path, source, video_id, cfg, out_uri, scorers),
-            cfg.decode.timeout_s,
+        result = _run_with_timeout(
+            lambda: _cut_score_store(path, source, video_id, cfg, out_uri, scorers, limit_s),
+            limit_s,
             source.uri,
         )
     except BadVideo as exc:
         log.info("quarantined %s (%s): %s", source.uri, exc.stage, exc.reason)
-        return _quarantined(source.uri, video_id, exc, started)
+        result = _quarantined(source.uri, video_id, exc, started)
+    result.stats["time_limit_s"] = limit_s
+    return result
 
 
 def _quarantined(uri: str, video_id: str | None, exc: BadVideo, started: float) -> VideoResult:
@@ -233,8 +257,8 @@ def _run_with_timeout(fn: Callable[[], VideoResult], timeout_s: float, source: s
         raise DecodeTimeout(
             source,
             "decode",
-            f"timed out: no result within decode.timeout_s={timeout_s:g} s "
-            "(a decoder hang, or raise the limit for very long videos)",
+            f"timed out: no result within the time limit of {timeout_s:g} s (a decoder hang; for slow "
+            "long videos raise decode.timeout_s or run.time_limit_s_per_minute)",
         )
     if "error" in box:
         raise box["error"]
@@ -248,8 +272,9 @@ def _cut_score_store(
     cfg: LvdConfig,
     out_uri: str,
     scorers: Sequence[ClipScorer],
+    limit_s: float,
 ) -> VideoResult:
-    deadline = time.monotonic() + cfg.decode.timeout_s
+    deadline = time.monotonic() + limit_s
     probe = probe_video(path, source.uri, cfg.decode)
     versions = json.dumps(scorer_versions(cfg, scorers), sort_keys=True)
     recipe = scorer_versions(cfg, scorers)["clips"]
@@ -279,7 +304,9 @@ def _cut_score_store(
                 f"({stats.frames_decoded} frames decoded, {len(stats.cuts)} cuts)",
             )
         if time.monotonic() > deadline:
-            raise DecodeTimeout(source.uri, "decode", "timed out before publishing (decode.timeout_s)")
+            raise DecodeTimeout(
+                source.uri, "decode", f"timed out before publishing (time limit {limit_s:g} s)"
+            )
         uris = shards.publish()
     for row in rows:
         row["clip_uri"] = uris[row["clip_id"]]
@@ -287,9 +314,14 @@ def _cut_score_store(
     info = {
         "frames_decoded": stats.frames_decoded,
         "decode_passes": stats.decode_passes,
+        "clips_dropped": stats.dropped,
         "cuts": [asdict(c) for c in stats.cuts],
         "seconds": seconds,
-        "probe": {"codec": probe.codec, "width": probe.width, "height": probe.height, "fps": probe.fps},
+        "probe": {
+            **{k: getattr(probe, k) for k in ("codec", "width", "height", "fps", "pix_fmt", "transfer")},
+            "interlaced": probe.interlaced,
+            "deinterlaced": probe.deinterlace != "none",
+        },
     }
     rows = [{k: r.get(k) for k in LVD_COLUMNS} for r in rows]
     return VideoResult(
@@ -539,6 +571,25 @@ def finalize_parts(
     )
 
 
+def conform_to_lvd(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """`batch` in LVD_SCHEMA's column order, with the nullable columns it lacks (a part written before they
+    existed, e.g. the per-caption columns) added as nulls; a missing non-nullable column is an error."""
+    missing = [f.name for f in LVD_SCHEMA if f.name not in batch.schema.names]
+    required = [name for name in missing if not LVD_SCHEMA.field(name).nullable]
+    if required:
+        raise InputError(
+            f"an LVD part lacks the required column(s) {required}; it was not written by the LVD build: "
+            "rebuild it (svd data build-lvd)"
+        )
+    columns = [
+        batch.column(f.name).cast(f.type)
+        if f.name in batch.schema.names
+        else pa.nulls(batch.num_rows, f.type)
+        for f in LVD_SCHEMA
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=LVD_SCHEMA)
+
+
 def _merge_parts(parts_uri: str, parts: Sequence[Part], uri: str) -> None:
     with tempfile.TemporaryDirectory(prefix="svd-lvd-merge-") as tmp:
         merged = Path(tmp) / "lvd.parquet"
@@ -549,7 +600,7 @@ def _merge_parts(parts_uri: str, parts: Sequence[Part], uri: str) -> None:
                         if part.skip_video_ids:
                             skip = pa.array(part.skip_video_ids, pa.string())
                             batch = batch.filter(pc.invert(pc.is_in(batch.column("video_id"), skip)))
-                        writer.write_batch(batch)
+                        writer.write_batch(conform_to_lvd(batch))
         svd_io.put_file(merged, uri)  # atomic
 
 

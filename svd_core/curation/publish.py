@@ -6,6 +6,7 @@ Layout under OUT (any URI svd_core.storage serves):
     OUT/<name>/<version>/<name>_funnel.json|.csv filter statistics (filtered tables only)
     OUT/<name>/<version>/<name>_quantiles.csv
     OUT/<name>/<version>/<name>_validation.json  the gate's report
+    OUT/<name>/<version>/<name>_clips.parquet    clip index: each clip's shard and byte range (clip tables)
     OUT/<name>/CURRENT                           JSON naming the current version (written last)
     OUT/<name>_metrics.json                      current rows/hours/funnel numbers at a stable path
 
@@ -39,6 +40,7 @@ import pyarrow.parquet as pq
 
 from svd_core import storage as svd_io
 from svd_core.curation import table_steps
+from svd_core.curation.clip_index import CLIP_INDEX_KIND, write_clip_index
 from svd_core.curation.config import FilterConfig, SubsetConfig, TableEngineConfig
 from svd_core.curation.funnel import Funnel
 from svd_core.curation.schema import LVD_COLUMNS, LVD_SCHEMA
@@ -90,6 +92,8 @@ class ValidationReport:
 ValidationFn = Callable[[pd.DataFrame | str, Mapping[str, Any] | None, str], ValidationReport]
 """(table: a frame, or the path/URI of a Parquet file or part folder; funnel metrics or None; dataset
 name) -> report; flows.integrations.validation.make_validation_fn builds one."""
+SOURCE_GATE = "lvd"
+"""Name under which `build_filtered` validates the LVD table itself, before any filter runs."""
 
 
 class PublishBlockedError(SvdError):
@@ -376,6 +380,7 @@ def _publish_locked(
     base = svd_io.join_uri(dataset_uri(out_uri, name), version)
     svd_io.put_file(path, svd_io.join_uri(base, f"{name}.parquet"))
     files = {"table": f"{name}.parquet"}
+    clip_index = _publish_clip_index(path, base, name, files)
     blobs: dict[str, tuple[str, bytes]] = {}
     if funnel is not None:
         blobs["funnel_json"] = (f"{name}_funnel.json", funnel.metrics_json())
@@ -393,6 +398,7 @@ def _publish_locked(
         "rows": rows,
         "table_sha256": digest,
         "files": files,
+        "clip_index": clip_index,
     }
     svd_io.write_bytes(svd_io.join_uri(base, "manifest.json"), _json_bytes(pointer))
     # The flip: until this write lands, readers see the previous version.
@@ -412,6 +418,18 @@ def _publish_locked(
     )
 
 
+def _publish_clip_index(path: Path, base: str, name: str, files: dict[str, str]) -> dict[str, Any]:
+    """Write the version's clip index (`<name>_clips.parquet`: each clip's shard and byte range, see
+    svd_core.curation.clip_index) and add it to `files`; returns what the manifest records about it."""
+    with tempfile.TemporaryDirectory(prefix="svd-clip-index-") as tmp:
+        result = write_clip_index(path, Path(tmp) / "clips.parquet")
+        if result.path is not None:
+            rel = f"{name}_clips.parquet"
+            svd_io.put_file(result.path, svd_io.join_uri(base, rel))
+            files[CLIP_INDEX_KIND] = rel
+    return result.summary()
+
+
 def _blocked_message(failures: Mapping[str, ValidationReport], out_uri: str) -> str:
     lines = []
     for name, report in failures.items():
@@ -422,6 +440,17 @@ def _blocked_message(failures: Mapping[str, ValidationReport], out_uri: str) -> 
         lines.extend(f"  - {line}" for line in report.failure_lines())
     return "validation gate failed, nothing published; fix the data or the validation config\n" + "\n".join(
         lines
+    )
+
+
+def _source_blocked_message(lvd_uri: str, name: str, report: ValidationReport) -> str:
+    docs = f"; Data Docs: {report.docs_index}" if report.docs_index else ""
+    lines = [f"  - {line}" for line in report.failure_lines()]
+    return (
+        f"validation gate failed on the LVD table {lvd_uri} itself ({name}: {len(report.failed)} of "
+        f"{report.evaluated} expectations failed{docs}); no filter ran and nothing was published (every "
+        "published version stays current); fix the scorer or the data named below and rebuild LVD, or "
+        "adjust the validation config\n" + "\n".join(lines)
     )
 
 
@@ -493,21 +522,30 @@ def build_filtered(
     on_step: Callable[[str], None] | None = None,
     engine: TableEngineConfig | None = None,
     in_use: Collection[str] = (),
+    source_gate: str | None = SOURCE_GATE,
 ) -> dict[str, Any]:
     """LVD -> LVD-F, plus LVD-10M and LVD-10M-F when `subset_cfg` is given; gated, then published.
 
-    `lvd_uri` is a Parquet file or a folder of parts (any scheme). Every step runs out of core on DuckDB
-    (svd_core.curation.table_steps) within `engine.memory_limit_mb`; each table is staged as a local Parquet
-    file, validated from that file, then uploaded. Every table is validated before any is published, so
-    the published set never mixes a new LVD-F with an old LVD-10M-F; a failed gate raises
+    `lvd_uri` is a Parquet file or a folder of parts (any scheme). First the LVD table itself is validated
+    under the name `source_gate` (None: not), before any filter runs: a broken scorer (a constant or mostly
+    null score column) fails it, and then nothing is filtered or published. Every step runs out of core
+    on DuckDB (svd_core.curation.table_steps) within `engine.memory_limit_mb`; each table is staged as a
+    local Parquet file, validated from that file, then uploaded. Every table is validated before any is
+    published, so the published set never mixes a new LVD-F with an old LVD-10M-F; a failed gate raises
     PublishBlockedError and leaves every previous version current. `include_lvd_f=False` builds only the
     subsets. Versions `in_use` (what registered models were trained on) survive retention. Returns a
     JSON-ready summary (per dataset: version, rows, files, kept fraction, validation
-    report) plus the resolved thresholds.
+    report) plus the resolved thresholds and the LVD table's own report (`lvd_validation`).
     """
     if not include_lvd_f and subset_cfg is None:
         raise InputError("nothing to build: pass a subset config or include LVD-F")
     step = on_step or (lambda _msg: None)
+    source_report = None
+    if source_gate is not None:
+        step(f"validating {lvd_uri} (the LVD table, before any filter)")
+        source_report = validation_fn(lvd_uri, None, source_gate)
+        if not source_report.success:
+            raise PublishBlockedError(_source_blocked_message(lvd_uri, source_gate, source_report))
     with table_session(engine) as session:
         step(f"reading and filtering {lvd_uri}")
         lvd_rows, staged, thresholds = _stage_tables(session, lvd_uri, filter_cfg, subset_cfg, include_lvd_f)
@@ -534,4 +572,10 @@ def build_filtered(
                 "funnel": item.funnel.metrics if item.funnel else None,
                 "validation": reports[item.name].to_dict(),
             }
-    return {"lvd_uri": lvd_uri, "lvd_rows": lvd_rows, "thresholds": thresholds, "datasets": datasets}
+    return {
+        "lvd_uri": lvd_uri,
+        "lvd_rows": lvd_rows,
+        "lvd_validation": source_report.to_dict() if source_report is not None else None,
+        "thresholds": thresholds,
+        "datasets": datasets,
+    }

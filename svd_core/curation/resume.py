@@ -7,6 +7,10 @@ LVD build stores a video's result (`OUT/_parts/<video_id>-<key>.json`) it record
 hashing the source: content hashing happens only for sources that are processed. A changed object (new
 size, ETag or mtime) or a store without `stat` falls back to download + content hash, which still reuses
 the stored result when the bytes are the same.
+
+Failures that may pass on a retry (the time limit) are not stored, so a rerun tries the video again; so
+that a video that always times out is not retried forever, `record_timeout` counts them per video and
+pipeline key in `OUT/_attempts/<video_id>-<key>.json`, and the build makes the `run.max_attempts`-th final.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 from svd_core import storage as svd_io
 
 SOURCES_DIR = "_sources"
+ATTEMPTS_DIR = "_attempts"
 
 
 def source_stat(uri: str) -> dict[str, Any] | None:
@@ -58,3 +63,26 @@ def lookup(out_uri: str, fp: str) -> str | None:
 def record(out_uri: str, fp: str, video_id: str, source_uri: str) -> None:
     data = {"video_id": video_id, "source_uri": source_uri}
     svd_io.write_bytes(_index_uri(out_uri, fp), json.dumps(data, sort_keys=True).encode())
+
+
+def _attempts_uri(out_uri: str, video_id: str, key: str) -> str:
+    return svd_io.join_uri(out_uri, ATTEMPTS_DIR, f"{video_id}-{key}.json")
+
+
+def timeouts(out_uri: str, video_id: str, key: str) -> int:
+    """How many earlier runs of this pipeline key hit the time limit on this video."""
+    uri = _attempts_uri(out_uri, video_id, key)
+    if not svd_io.exists(uri):
+        return 0
+    try:
+        return int(json.loads(svd_io.read_bytes(uri))["timeouts"])
+    except (ValueError, KeyError, TypeError):
+        return 0  # a damaged entry only costs one more attempt
+
+
+def record_timeout(out_uri: str, video_id: str, key: str, limit_s: float) -> int:
+    """Count one more run that hit the time limit (`limit_s`) on this video; returns the count so far."""
+    count = timeouts(out_uri, video_id, key) + 1
+    data = {"timeouts": count, "last_limit_s": limit_s}
+    svd_io.write_bytes(_attempts_uri(out_uri, video_id, key), json.dumps(data, sort_keys=True).encode())
+    return count

@@ -32,8 +32,17 @@ LVD_SCHEMA = pa.schema(
         pa.field("text_area_ratio", pa.float64()),  # max over first/middle/last frame, in [0, 1]
         pa.field("aesthetic_score", pa.float64()),  # LAION predictor scale (~1..10)
         pa.field("clip_score", pa.float64()),  # cosine similarity caption vs key frames (mean), [-1, 1]
-        pa.field("caption", pa.string()),
-        pa.field("caption_source", pa.string()),  # e.g. "metadata", "coca+videoblip+llm"
+        pa.field(
+            "caption", pa.string()
+        ),  # the caption filters read: caption_merged, else image, video, metadata
+        pa.field(
+            "caption_source", pa.string()
+        ),  # which: "image+video+llm" (or "image+llm", "video+llm") | "image" | "video" | "metadata"
+        pa.field("caption_image", pa.string()),  # image captioner on the middle frame (paper: CoCa)
+        pa.field("caption_video", pa.string()),  # video captioner on a frame grid (paper: VideoBLIP)
+        pa.field("caption_merged", pa.string()),  # LLM merge of the image and video captions
+        pa.field("caption_metadata", pa.string()),  # the source's title/description
+        pa.field("caption_provenance", pa.string()),  # JSON {caption column: model class + weights hash}
         pa.field("camera_motion", pa.string()),  # static|horizontal|vertical|zoom_in|zoom_out|complex
         pa.field("cam_tx", pa.float64()),  # frame-widths per second
         pa.field("cam_ty", pa.float64()),  # frame-heights per second
@@ -52,6 +61,24 @@ SCORE_RANGES: dict[str, tuple[float, float]] = {
     "clip_score": (-1.0, 1.0),
 }
 """Valid range of each score (used by validation gates)."""
+SCORE_SCORERS: dict[str, str] = {
+    "flow_score": "flow",
+    "text_area_ratio": "craft",
+    "aesthetic_score": "aesthetic",
+    "clip_score": "clip_score",
+}
+"""Score column -> the key its scorer writes into `scorer_versions` (the scorer's `name`): a row whose
+`scorer_versions` names the scorer was scored by it, so a null there is the scorer's failure, not a scorer
+left unconfigured (used by validation gates)."""
+CAPTION_COLUMNS: dict[str, str] = {
+    "caption_image": "image",
+    "caption_video": "video",
+    "caption_merged": "llm",
+    "caption_metadata": "metadata",
+}
+"""Every caption the chain produced, kept in its own column -> the chain step that wrote it
+(svd_core.curation.captioners); `caption` holds the one filters read, `caption_provenance` what made each.
+Tables built before these columns existed read with them null."""
 
 QUARANTINE_SCHEMA = pa.schema(
     [

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from svd_core.curation.config import SubsetConfig
-from svd_core.curation.schema import LVD_COLUMNS, LVD_SCHEMA
+from svd_core.curation.schema import CAPTION_COLUMNS, LVD_COLUMNS, LVD_SCHEMA
 from svd_core.errors import InputError
 
 
@@ -113,13 +113,22 @@ def synthetic_lvd_table(rows: int, seed: int = 0, null_columns: tuple[str, ...] 
             "aesthetic_score": np.clip(rng.normal(5.0, 0.8, size=rows), 0.0, 10.0),
             "clip_score": np.clip(rng.normal(0.28, 0.05, size=rows), -1.0, 1.0),
             "caption": [" ".join(rng.choice(_WORDS, size=int(rng.integers(3, 12)))) for _ in range(rows)],
-            "caption_source": "coca+videoblip+llm",
+            "caption_source": "image+video+llm",
             "camera_motion": rng.choice(_MOTIONS, size=rows),
             "cam_tx": rng.normal(0.0, 0.05, size=rows),
             "cam_ty": rng.normal(0.0, 0.05, size=rows),
             "cam_zoom": rng.normal(0.0, 0.02, size=rows),
             "scorer_versions": json.dumps({"synthetic": str(seed)}),
         }
+    )
+    # The chain's other captions: halves of the merged one (no extra draws: the scores stay as they were).
+    words = table["caption"].str.split()
+    table["caption_image"] = [" ".join(w[: len(w) // 2 + 1]) for w in words]
+    table["caption_video"] = [" ".join(w[len(w) // 2 :]) for w in words]
+    table["caption_merged"] = table["caption"]
+    table["caption_metadata"] = [f"Video {v[:8]}." for v in video_ids]  # as from the source's title
+    table["caption_provenance"] = json.dumps(
+        {c: "synthetic" for c in sorted(CAPTION_COLUMNS)}, sort_keys=True
     )
     nullable = {f.name for f in LVD_SCHEMA if f.nullable}
     for column in null_columns:

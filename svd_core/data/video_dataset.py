@@ -23,6 +23,15 @@ exactly the same items again. `set_epoch` moves to the next epoch.
   the caption columns that are non-null for that row (the paper samples CoCa / VideoBLIP / LLM captions
   with 0.5 / 0.25 / 0.25); an item with no caption gets "" (unconditional).
 
+Streaming (svd_core.data.streaming, configured by `stream`, a StreamConfig): a table published with a
+clip index (svd_core.curation.clip_index, `<name>_clips.parquet` beside it, named in the version's
+manifest) is read one clip at a time by byte range, never whole shards; without one, whole shards are read
+(local ones in place, remote ones copied once into `shard_cache_dir`). Clip bytes pass through a
+per-process memory LRU and, when remote, a node-local disk LRU, both bounded. Frames are decoded from the
+keyframe before the window, not from frame 0. Only the table columns items use are read
+(`table_columns()`; `table_read` records what was read), and a remote table's projection is fetched once
+per node.
+
 Clips too short for `num_frames` at any allowed rate are skipped when the dataset is built (from the
 table's fps and num_frames; `skipped_too_short` counts them); if none is left the build raises InputError.
 A clip whose decoded frame count falls short of its table row raises InputError naming the clip.
@@ -30,26 +39,28 @@ A clip whose decoded frame count falls short of its table row raises InputError 
 
 from __future__ import annotations
 
-import hashlib
-import io as pyio
+import json
 import math
-import os
-import tarfile
-import tempfile
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Self
 
-import av
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import torch
 
 from svd_core import storage as svd_io
+from svd_core.curation.clip_index import CLIP_INDEX_KIND
 from svd_core.curation.publish import CURRENT_FILE, current_version
+from svd_core.data.config import StreamConfig, stream_config
+from svd_core.data.streaming import (
+    DiskClipCache,
+    ShardReader,
+    TableRead,
+    decode_window,
+    disk_cache,
+    read_projected,
+)
 from svd_core.data.transforms import (
     feasible_fps,
     frame_indices,
@@ -76,24 +87,63 @@ def resolve_table_uri(uri: str) -> str:
     return version.files["table"]
 
 
-def read_table(uri: str) -> pd.DataFrame:
-    """The Parquet table at `uri` (file:// path or s3://), validated to have rows and the needed columns."""
+def clip_index_uri(table_uri: str) -> str | None:
+    """The clip index published with the table at `table_uri` (its version folder's manifest names it), or
+    None for a table published without one, or not published at all."""
+    folder, sep, _ = table_uri.rstrip("/").rpartition("/")
+    if not sep:
+        return None
+    manifest = svd_io.join_uri(folder, "manifest.json")
     try:
-        data = svd_io.read_bytes(uri)
-    except StorageError as exc:
-        raise InputError(
-            f"training table {uri} cannot be read ({exc}); run the LVD build/filter first"
-        ) from exc
-    try:
-        table = pq.read_table(pyio.BytesIO(data)).to_pandas()
-    except Exception as exc:  # pyarrow raises several types for a non-Parquet file
-        raise InputError(f"training table {uri} is not a Parquet file ({exc.__class__.__name__})") from exc
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
-    if missing:
-        raise InputError(f"training table {uri} lacks columns {missing}; expected the LVD schema")
+        files = json.loads(svd_io.read_bytes(manifest)).get("files") or {}
+    except (StorageError, ValueError, AttributeError):
+        return None
+    rel = files.get(CLIP_INDEX_KIND) if isinstance(files, dict) else None
+    return svd_io.join_uri(folder, str(rel)) if rel else None
+
+
+RANGE_COLUMNS = ("_clip_offset", "_clip_length")
+"""Columns the clip index adds to the training table: where each clip's bytes lie in its shard."""
+
+
+def attach_clip_index(
+    table: pd.DataFrame, index_uri: str, disk_cache: DiskClipCache | None = None
+) -> pd.DataFrame:
+    """`table` with each clip's byte range from the clip index at `index_uri` (RANGE_COLUMNS; null for a
+    clip the index does not list, which is then read from its whole shard). Only the index's clip_uri,
+    offset and length columns are read."""
+    index, _ = read_projected(
+        index_uri,
+        ["clip_uri", "offset", "length"],
+        disk_cache=disk_cache,
+        what="clip index",
+        hint="republish the dataset (`svd data filter`) to rebuild it",
+    )
+    index = index.drop_duplicates("clip_uri").rename(
+        columns={"offset": RANGE_COLUMNS[0], "length": RANGE_COLUMNS[1]}
+    )
+    merged = table.drop(columns=[c for c in RANGE_COLUMNS if c in table.columns]).merge(
+        index, on="clip_uri", how="left", validate="many_to_one"
+    )
+    return merged.reset_index(drop=True)
+
+
+def read_table(
+    uri: str, columns: Sequence[str] | None = None, disk_cache: DiskClipCache | None = None
+) -> pd.DataFrame:
+    """The Parquet table at `uri` (path, file:// or s3://), validated to have rows and the needed columns:
+    all of its columns, or REQUIRED_COLUMNS plus those of `columns` it has (no other column is read)."""
+    return read_training_table(uri, columns, disk_cache)[0]
+
+
+def read_training_table(
+    uri: str, columns: Sequence[str] | None = None, disk_cache: DiskClipCache | None = None
+) -> tuple[pd.DataFrame, TableRead]:
+    """`read_table` and what the read cost (columns read and skipped, bytes; svd_core.data.streaming)."""
+    table, read = read_projected(uri, REQUIRED_COLUMNS, columns, disk_cache)
     if table.empty:
         raise InputError(f"training table {uri} has no rows; check the filter thresholds that produced it")
-    return table.reset_index(drop=True)
+    return table.reset_index(drop=True), read
 
 
 class MotionBuckets:
@@ -124,10 +174,19 @@ class SamplePlan:
     cond_aug: float
     cond_noise_seed: int
     caption: str
+    byte_range: tuple[int, int] | None = None
+    """(offset, length) of the clip in its shard from the clip index; None reads the whole shard."""
 
 
 def _float_or_none(value: Any) -> float | None:
     return None if value is None or pd.isna(value) else float(value)
+
+
+def _byte_range(row: pd.Series) -> tuple[int, int] | None:
+    offset, length = (row.get(c) for c in RANGE_COLUMNS)
+    if offset is None or length is None or pd.isna(offset) or pd.isna(length):
+        return None
+    return int(offset), int(length)
 
 
 class VideoClipDataset(torch.utils.data.Dataset):
@@ -136,9 +195,10 @@ class VideoClipDataset(torch.utils.data.Dataset):
     @classmethod
     def from_config(cls, cfg: Any, *args: Any, **kwargs: Any) -> Self:
         """The dataset a training task's config describes: `cfg.data` (table, fps range, shard cache, item
-        cap), the clip shape (`num_frames`, `height`, `width`), `trainer.seed` and the objective's
-        `cond_aug_*`. `args`/`kwargs` go to the constructor on top (a subclass's own arguments, a tokenizer,
-        caption weights). The one place that maps a stage config to its dataset."""
+        cap, and `stream`: caches and seeking, StreamConfig's defaults when the section has none), the clip
+        shape (`num_frames`, `height`, `width`), `trainer.seed` and the objective's `cond_aug_*`.
+        `args`/`kwargs` go to the constructor on top (a subclass's own arguments, a tokenizer, caption
+        weights). The one place that maps a stage config to its dataset."""
         data = cfg.data
         common: dict[str, Any] = {
             "num_frames": cfg.num_frames,
@@ -151,6 +211,7 @@ class VideoClipDataset(torch.utils.data.Dataset):
             "cond_aug_std": cfg.objective.cond_aug_std,
             "shard_cache_dir": data.shard_cache_dir,
             "max_items": data.max_items,
+            "stream": getattr(data, "stream", None),
         }
         return cls(data.table_uri, *args, **{**common, **kwargs})
 
@@ -169,14 +230,23 @@ class VideoClipDataset(torch.utils.data.Dataset):
         tokenize: Tokenize | None = None,
         shard_cache_dir: str | None = None,
         max_items: int | None = None,
+        use_clip_index: bool = True,
+        stream: StreamConfig | Mapping[str, Any] | None = None,
+        extra_columns: Sequence[str] = (),
     ):
+        self.stream = stream_config(stream)
+        self.caption_weights = dict(caption_weights or {"caption": 1.0})
+        self.extra_columns = tuple(extra_columns)
         table_uri = resolve_table_uri(table_uri)
-        table = read_table(table_uri)
+        disk = disk_cache(self.stream, "tables") if self.stream.table_cache else None
+        table, self.table_read = read_training_table(table_uri, self.table_columns(), disk)
+        self.clip_index_uri = clip_index_uri(table_uri) if use_clip_index else None
+        if self.clip_index_uri is not None:
+            table = attach_clip_index(table, self.clip_index_uri, disk)
         self.table_uri = table_uri
         self.num_frames, self.height, self.width = num_frames, height, width
         self.fps_min, self.fps_max, self.seed = fps_min, fps_max, seed
         self.cond_aug_mean, self.cond_aug_std = cond_aug_mean, cond_aug_std
-        self.caption_weights = dict(caption_weights or {"caption": 1.0})
         self.tokenize = tokenize
         if tokenize is not None:
             absent = [c for c in self.caption_weights if c not in table.columns]
@@ -198,8 +268,15 @@ class VideoClipDataset(torch.utils.data.Dataset):
                 f"rate in [{fps_min}, {fps_max}] fps; lower num_frames or fps_min, or use longer clips"
             )
         self.table = table.iloc[usable[:max_items] if max_items else usable].reset_index(drop=True)
-        self.reader = ShardReader(shard_cache_dir)
+        self.reader = ShardReader(shard_cache_dir, self.stream)
         self.epoch = 0
+
+    def table_columns(self) -> list[str]:
+        """The table columns items are made from: REQUIRED_COLUMNS (always), then `flow_score`, the caption
+        columns of `caption_weights` and `extra_columns` where the table has them; nothing else is read."""
+        return list(
+            dict.fromkeys([*REQUIRED_COLUMNS, "flow_score", *self.caption_weights, *self.extra_columns])
+        )
 
     def __len__(self) -> int:
         return len(self.table)
@@ -233,6 +310,7 @@ class VideoClipDataset(torch.utils.data.Dataset):
             cond_aug=cond_aug,
             cond_noise_seed=int(rng.integers(2**62)),
             caption=self._pick_caption(row, rng),
+            byte_range=_byte_range(row),
         )
 
     def _pick_caption(self, row: pd.Series, rng: np.random.Generator) -> str:
@@ -261,8 +339,8 @@ class VideoClipDataset(torch.utils.data.Dataset):
         return item
 
     def load_frames(self, plan: SamplePlan) -> torch.Tensor:
-        data = self.reader.read(plan.clip_uri)
-        frames = decode_frames(data, plan.indices, plan.clip_uri)
+        data = self.reader.read(plan.clip_uri, plan.byte_range)
+        frames = decode_frames(data, plan.indices, plan.clip_uri, seek=self.stream.seek)
         return to_model_range(resize_and_center_crop(frames, self.height, self.width))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
@@ -270,83 +348,7 @@ class VideoClipDataset(torch.utils.data.Dataset):
         return {**self.conditioning(plan), "frames": self.load_frames(plan)}
 
 
-class ShardReader:
-    """Reads `<shard tar uri>#<member>` clips (or a whole object when the URI has no `#member`).
-
-    A local tar is read in place; a remote one (s3://) is copied once per process into `cache_dir` (temp
-    name, then rename, so concurrent workers never see a partial copy). Each tar's member table is read once
-    and members are then read by offset.
-    """
-
-    def __init__(self, cache_dir: str | None = None):
-        self.cache_dir = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "svd-shards"
-        self._paths: dict[str, Path] = {}
-        self._members: dict[str, dict[str, tuple[int, int]]] = {}
-
-    def read(self, clip_uri: str) -> bytes:
-        shard, sep, member = clip_uri.rpartition("#")
-        if not sep:
-            return svd_io.read_bytes(clip_uri)
-        path = self._local_shard(shard)
-        members = self._members.get(shard)
-        if members is None:
-            members = self._members[shard] = self._member_table(path, shard)
-        if member not in members:
-            raise InputError(
-                f"clip {clip_uri}: member {member!r} is not in shard {shard}; the table is stale"
-            )
-        offset, size = members[member]
-        with path.open("rb") as handle:
-            handle.seek(offset)
-            return handle.read(size)
-
-    @staticmethod
-    def _member_table(path: Path, shard: str) -> dict[str, tuple[int, int]]:
-        try:
-            with tarfile.open(path) as tar:
-                return {m.name: (m.offset_data, m.size) for m in tar.getmembers() if m.isfile()}
-        except tarfile.TarError as exc:
-            raise InputError(f"shard {shard} is not a readable tar ({exc}); re-run the clip writer") from exc
-
-    def _local_shard(self, shard: str) -> Path:
-        if shard in self._paths:
-            return self._paths[shard]
-        if svd_io.is_local(shard):
-            path = svd_io.local_path(shard)
-            if not path.is_file():
-                raise InputError(f"shard {shard} does not exist; the table points at clips that were moved")
-        else:
-            path = self.cache_dir / (hashlib.sha256(shard.encode()).hexdigest()[:24] + ".tar")
-            if not path.is_file():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.parent / f"{svd_io.TEMP_MARK}{uuid.uuid4().hex}.tar"
-                try:
-                    svd_io.store_for(shard).get_file(shard, tmp)
-                    os.replace(tmp, path)
-                finally:
-                    tmp.unlink(missing_ok=True)
-        self._paths[shard] = path
-        return path
-
-
-def decode_frames(data: bytes, indices: list[int], source: str) -> np.ndarray:
-    """Decode the frames at `indices` (presentation order) of an encoded clip: (N, H, W, 3) uint8 RGB."""
-    wanted = set(indices)
-    last = max(indices)
-    found: dict[int, np.ndarray] = {}
-    try:
-        with av.open(pyio.BytesIO(data), "r") as container:
-            for position, frame in enumerate(container.decode(video=0)):
-                if position > last:
-                    break
-                if position in wanted:
-                    found[position] = frame.to_ndarray(format="rgb24")
-    except (av.error.FFmpegError, IndexError) as exc:
-        raise InputError(f"clip {source} cannot be decoded ({exc.__class__.__name__}: {exc})") from exc
-    if len(found) < len(wanted):
-        decoded = max(found) + 1 if found else 0
-        raise InputError(
-            f"clip {source} has fewer frames than its table row says (needs frame {last}, decoded {decoded}); "
-            "rebuild the table or drop the clip"
-        )
-    return np.stack([found[i] for i in indices])
+def decode_frames(data: bytes, indices: list[int], source: str, seek: bool = True) -> np.ndarray:
+    """Decode the frames at `indices` (presentation order) of an encoded clip: (N, H, W, 3) uint8 RGB, from
+    the keyframe at or before the first of them when `seek` (svd_core.data.streaming.decode_window)."""
+    return decode_window(data, indices, source, seek=seek).frames

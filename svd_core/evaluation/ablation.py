@@ -10,6 +10,10 @@ A variant is a dataset variant x an initialisation x a stage-II training config:
 Variants are listed explicitly, or as a `grid` expanded into every combination (in the listed order, so
 the same spec always expands to the same variants).
 
+The report ranks the variants pooled over the questions and per question; each question's pairwise tests
+carry p-values adjusted across that question's variant pairs (Holm or Benjamini-Hochberg,
+`AblationConfig.correction`), so a sweep of many variants does not report chance wins as findings.
+
 This module is the library half: the spec, its expansion into runnable stage configs, the dataset
 materialisation and the report files. `flows.ablation_flow` trains, samples, rates and tracks.
 """
@@ -23,12 +27,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from svd_core import storage as svd_io
 from svd_core.config import apply_overrides, read_yaml, validate_config
 from svd_core.errors import ConfigError
-from svd_core.evaluation.analyze import QuestionResult, jsonable
+from svd_core.evaluation.analyze import AnalysisResult, QuestionResult, jsonable
 from svd_core.evaluation.config import (  # noqa: F401
     IMAGE_STAGE_SUFFIX,
     NAME_PATTERN,
@@ -40,6 +45,7 @@ from svd_core.evaluation.config import (  # noqa: F401
     InitKind,
     VariantConfig,
 )
+from svd_core.evaluation.stats import adjust_p_values
 from svd_core.tasks.stages.config import TrainStageConfig
 
 
@@ -176,6 +182,64 @@ def variant_leaderboard(board: pd.DataFrame, variant_of: dict[str, str], synthet
     return out.sort_values("rating", ascending=False, kind="stable").reset_index(drop=True)
 
 
+PAIR_REPORT_COLUMNS = [
+    "variant_x",
+    "variant_y",
+    "wins_x",
+    "wins_y",
+    "ties",
+    "n",
+    "win_rate_x",
+    "lower",
+    "upper",
+    "p_value",
+    "p_adjusted",
+    "significant",
+    "significant_adjusted",
+]
+
+
+def pair_report(
+    pairwise: pd.DataFrame, variant_of: dict[str, str], correction: str, alpha: float
+) -> pd.DataFrame:
+    """Every variant pair of one question with its raw p-value and the p-value adjusted across those pairs.
+
+    `significant` is the pair's test on its own (raw p < alpha); `significant_adjusted` is what the report
+    may claim when all pairs of the question are read together.
+    """
+    frame = pairwise.copy()
+    frame["p_adjusted"] = adjust_p_values(frame["p_value"].to_numpy(np.float64), correction)
+    frame["significant"] = frame["p_value"] < alpha
+    frame["significant_adjusted"] = frame["p_adjusted"] < alpha
+    frame["variant_x"] = frame["model_x"].map(lambda m: variant_of.get(m, m))
+    frame["variant_y"] = frame["model_y"].map(lambda m: variant_of.get(m, m))
+    return frame[PAIR_REPORT_COLUMNS].reset_index(drop=True)
+
+
+def question_reports(
+    result: AnalysisResult, variant_of: dict[str, str], correction: str, alpha: float
+) -> dict[str, dict[str, Any]]:
+    """Per analysed question: the variants' ratings and the corrected pairwise tests (`pair_report`)."""
+    out: dict[str, dict[str, Any]] = {}
+    for question, sliced in result.questions.items():
+        board = variant_leaderboard(sliced.leaderboard, variant_of, result.synthetic)
+        out[question] = {
+            "n_votes": sliced.n_votes,
+            "leaderboard": board[["variant", "rating", "lower", "upper", "n_votes"]],
+            "pairs": pair_report(sliced.pairwise, variant_of, correction, alpha),
+        }
+    return out
+
+
+def pairs_table(questions: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """All questions' pair reports in one table (a `question` column first), for pairs.csv."""
+    frames = [q["pairs"].assign(question=name) for name, q in questions.items()]
+    if not frames:
+        return pd.DataFrame(columns=["question", *PAIR_REPORT_COLUMNS])
+    table = pd.concat(frames, ignore_index=True)
+    return table[["question", *PAIR_REPORT_COLUMNS]]
+
+
 def report_variants(
     plan: AblationPlan,
     models: dict[str, str],
@@ -204,9 +268,14 @@ def report_variants(
 
 
 def write_ablation_report(
-    out_uri: str, report: dict[str, Any], board: pd.DataFrame | None, pooled: QuestionResult | None
+    out_uri: str,
+    report: dict[str, Any],
+    board: pd.DataFrame | None,
+    pooled: QuestionResult | None,
+    pairs: pd.DataFrame | None = None,
 ) -> list[str]:
-    """leaderboard.csv + leaderboard.png (when rated), then ablation_report.json last (complete marker)."""
+    """leaderboard.csv + leaderboard.png (when rated), pairs.csv (the per-question corrected tests, when
+    given), then ablation_report.json last (complete marker)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     from svd_core.evaluation.report import leaderboard_figure
@@ -226,6 +295,9 @@ def write_ablation_report(
         figure.savefig(png, format="png", dpi=110, bbox_inches="tight")
         svd_io.write_bytes(svd_io.join_uri(out_uri, "leaderboard.png"), png.getvalue())
         written += [svd_io.join_uri(out_uri, n) for n in ("leaderboard.csv", "leaderboard.png")]
+    if pairs is not None:
+        svd_io.write_bytes(svd_io.join_uri(out_uri, "pairs.csv"), pairs.to_csv(index=False).encode())
+        written.append(svd_io.join_uri(out_uri, "pairs.csv"))
     report_uri = svd_io.join_uri(out_uri, "ablation_report.json")
     svd_io.write_bytes(report_uri, json.dumps(jsonable(report), indent=2, allow_nan=False).encode())
     return [*written, report_uri]

@@ -1,6 +1,8 @@
 """`analyze(votes, cfg)`: from a vote table to ratings, pairwise tests, rater checks and warnings.
 
-Order of work: refuse a silent human/synthetic mix; test raters on gold pairs (binomial test against an
+Order of work: refuse a silent human/synthetic mix; set aside votes that reported a broken video (they
+judge the media, not the models: left out and reported per task) and count "both bad" as a tie (a
+non-decisive vote); test raters on gold pairs (binomial test against an
 attentive rater's accuracy) and drop the failing ones
 (all their votes); keep non-gold votes of the analysed questions; then per question and pooled over the
 questions: Bradley-Terry ratings with bootstrap intervals (plus the paper's online Elo), pairwise win rates
@@ -21,7 +23,7 @@ from svd_core.evaluation.agreement import agreement_report
 from svd_core.evaluation.bradley_terry import bradley_terry, paper_online_elo
 from svd_core.evaluation.config import AnalysisConfig
 from svd_core.evaluation.rater_quality import exclude_raters, excluded_raters, rater_quality
-from svd_core.evaluation.schema import VOTE_COLUMNS
+from svd_core.evaluation.schema import BROKEN, VOTE_COLUMNS, WINNERS
 from svd_core.evaluation.stats import pair_win_rate, pairwise_table, position_bias
 
 POOLED = "all"
@@ -50,6 +52,9 @@ class AnalysisResult:
     counts: dict[str, int]
     config: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    broken_videos: list[dict[str, Any]] = field(default_factory=list)
+    """Tasks some rater reported as a broken video (task_id, question, prompt_id, models, reports, raters);
+    their votes are not in the analysis."""
 
     @property
     def leaderboard(self) -> pd.DataFrame:
@@ -73,6 +78,39 @@ def check_vote_table(votes: pd.DataFrame) -> None:
         raise InputError(
             f"vote table lacks column(s) {missing}; import it with `svd eval import-votes` (expected {VOTE_COLUMNS})"
         )
+
+
+def split_outcomes(votes: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(votes to rate with "both_bad" read as "tie", votes reporting a broken video); unknown answers are refused."""
+    winners = votes["winner"].astype(str)
+    unknown = sorted(set(winners) - set(WINNERS))
+    if unknown:
+        raise InputError(
+            f"the votes hold unknown winner value(s) {unknown[:5]}; expected one of {list(WINNERS)} "
+            "(import them with `svd eval import-votes`)"
+        )
+    broken = votes[winners == BROKEN]
+    rated = votes[winners != BROKEN]
+    return rated.assign(winner=rated["winner"].replace("both_bad", "tie")), broken
+
+
+def broken_videos(broken: pd.DataFrame) -> list[dict[str, Any]]:
+    """One entry per task with broken-video reports: what to re-render or re-upload, and who saw it."""
+    out = []
+    for task_id, group in broken.groupby("task_id", sort=True):
+        first = group.iloc[0]
+        out.append(
+            {
+                "task_id": str(task_id),
+                "question": str(first["question"]),
+                "prompt_id": str(first["prompt_id"]),
+                "model_a": str(first["model_a"]),
+                "model_b": str(first["model_b"]),
+                "reports": len(group),
+                "raters": sorted(group["rater_id"].astype(str).unique().tolist()),
+            }
+        )
+    return out
 
 
 def _synthetic_flag(votes: pd.DataFrame, cfg: AnalysisConfig) -> bool:
@@ -151,6 +189,9 @@ def analyze(votes: pd.DataFrame, cfg: AnalysisConfig | None = None) -> AnalysisR
     cfg = cfg or AnalysisConfig()
     check_vote_table(votes)
     synthetic = _synthetic_flag(votes, cfg)
+    votes_in = len(votes)
+    both_bad = int((votes["winner"].astype(str) == "both_bad").sum())
+    votes, broken = split_outcomes(votes)
     quality = rater_quality(
         votes,
         cfg.attentive_accuracy,
@@ -164,6 +205,12 @@ def analyze(votes: pd.DataFrame, cfg: AnalysisConfig | None = None) -> AnalysisR
     ranking = kept[~kept["is_gold"].astype(bool)]
     questions = list(cfg.questions) if cfg.questions else sorted(ranking["question"].unique())
     warnings = [f"excluded {len(dropped)} rater(s) failing gold checks: {dropped}"] if dropped else []
+    broken_tasks = broken_videos(broken)
+    if broken_tasks:
+        warnings.append(
+            f"{len(broken)} vote(s) reported a broken video on {len(broken_tasks)} task(s), left out of the "
+            f"analysis: {[t['task_id'] for t in broken_tasks[:5]]}; check those samples (broken_videos)"
+        )
     per_question: dict[str, QuestionResult] = {}
     for offset, question in enumerate(questions, start=1):
         subset = ranking[ranking["question"] == question]
@@ -184,7 +231,9 @@ def analyze(votes: pd.DataFrame, cfg: AnalysisConfig | None = None) -> AnalysisR
     for result in (pooled, *per_question.values()):
         warnings.extend(_slice_warnings(result, cfg))
     counts = {
-        "votes_in": len(votes),
+        "votes_in": votes_in,
+        "broken_votes": len(broken),
+        "both_bad_votes": both_bad,
         "gold_votes": int(votes["is_gold"].astype(bool).sum()),
         "votes_of_excluded_raters": int(len(votes) - len(kept)),
         "votes_analysed": len(pooled_votes),
@@ -200,6 +249,7 @@ def analyze(votes: pd.DataFrame, cfg: AnalysisConfig | None = None) -> AnalysisR
         counts=counts,
         config={"hash": cfg.config_hash(), **cfg.to_dict()},
         warnings=warnings,
+        broken_videos=broken_tasks,
     )
 
 

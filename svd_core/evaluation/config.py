@@ -437,6 +437,11 @@ class AblationConfig(StageConfig):
     evaluation: EvaluateConfig = EvaluateConfig()
     """Sampling, study, analysis and synthetic rater. `study.axes` may group variant names; empty: one axis
     with every variant (a full round-robin, as the paper's studies)."""
+    correction: Literal["holm", "bh"] = "holm"
+    """Multiple-comparison correction of the pairwise p-values in the report, applied per question across its
+    variant pairs (k variants: k(k-1)/2 tests) at `evaluation.analysis.power_alpha`: holm (family-wise error,
+    default: every "A beats B" the report claims holds together) or bh (Benjamini-Hochberg false discovery
+    rate, less strict for large sweeps)."""
 
     @field_validator("name")
     @classmethod

@@ -6,7 +6,8 @@ Callers report the rejected rows and refuse the file when more than a configured
 (`check_rejected`): nothing is dropped silently.
 
 Arena battles (the public arena's battle export: CSV, JSON list, JSON lines or Parquet): columns
-`model_a, model_b, winner` (winner in model_a | model_b | tie | tie (bothbad); both ties count as a tie)
+`model_a, model_b, winner` (winner in model_a | model_b | tie | tie (bothbad); "tie (bothbad)" is kept as
+the distinct outcome `both_bad`, which the analysis counts as a tie)
 and `judge` (the rater), usually with `tstamp` (Unix seconds), `turn`, `anony`, `language`,
 `question_id`. There is no side column: model_a was shown on the left. Optional columns of the platform's
 own convention override the derived values: `rater_id` (else `judge`), `prompt_id` (else `question_id`,
@@ -19,21 +20,31 @@ Duplicates: a rater's second vote on the same pair for the same prompt and quest
 when the models are listed the other way round (a battle exported twice with the sides swapped).
 
 Label Studio: the full JSON export (a list of tasks) of a project whose tasks carry the data fields
-`model_a, model_b, prompt_id, question, left` (optionally `study_id, task_id, is_gold`, plus the two video
-URLs the page shows) and whose labeling config asks one single-choice question, e.g.
+`model_a, model_b, prompt_id, left` (optionally `question, study_id, task_id, is_gold`, plus the two video
+URLs the page shows). The labeling config asks one single-choice question per `<Choices>` tag:
 
     <View>
       <Header value="$prompt"/>
       <Video name="video_left" value="$video_left"/> <Video name="video_right" value="$video_right"/>
-      <Choices name="winner" toName="video_left" choice="single" required="true">
+      <Choices name="visual_quality" toName="video_left" choice="single" required="true">
         <Choice value="left"/> <Choice value="right"/> <Choice value="tie"/>
+        <Choice value="both bad"/> <Choice value="video broken"/>
+      </Choices>
+      <Choices name="prompt_alignment" toName="video_left" choice="single" required="true">
+        ...the same choices...
       </Choices>
     </View>
 
-(a `<Pairwise name="winner" toName="video_left,video_right"/>` tag works too: its `selected` is left or
-right). The choice is positional, so it is mapped to model_a / model_b through the task's `left`. Each
-annotation is one vote; `completed_by` (a user id or an object with `email`/`id`) is the rater. Cancelled
-(skipped) annotations are rejected. `row_number` counts annotations in export order from 1.
+A project may ask several questions: each `<Choices>` (or `<Pairwise>`) named after a question
+(`visual_quality`, or with a prefix/suffix such as `winner_visual_quality`; or mapped by `question_map`)
+gives one vote for that question per annotation, with task id `<task_id>-<question>`. When no tag names a
+question, the one answer is a vote for the task data's `question` (task id `task_id`, else `ls-<id>`),
+as in a single-question project with `<Choices name="winner">`. Tags naming no question are then ignored.
+Choices: left / right (positional, mapped to model_a / model_b through the task's `left`), tie, "both
+bad" (stored as `both_bad`), "video broken" (stored as `broken`); a `<Pairwise>` tag's `selected` is left
+or right. `completed_by` (a user id or an object with `email`/`id`) is the rater. Cancelled (skipped)
+annotations are rejected. `row_number` counts votes (one per annotation and question; an annotation that
+gives none counts one) in export order from 1.
 """
 
 from __future__ import annotations
@@ -56,8 +67,29 @@ from svd_core.evaluation.schema import QUESTIONS, VOTE_COLUMNS, WINNERS
 ARENA_REQUIRED = ("model_a", "model_b", "winner", "question", "rater_id", "prompt_id", "left")
 ARENA_BATTLE_REQUIRED = ("model_a", "model_b", "winner")
 DEFAULT_MAX_REJECTED_SHARE = 0.05
-LABEL_STUDIO_DATA = ("model_a", "model_b", "prompt_id", "question", "left")
-WINNER_ALIASES = {"model_a": "model_a", "model_b": "model_b", "tie": "tie", "tie (bothbad)": "tie"}
+LABEL_STUDIO_DATA = ("model_a", "model_b", "prompt_id", "left")
+WINNER_ALIASES = {
+    "model_a": "model_a",
+    "model_b": "model_b",
+    "tie": "tie",
+    "tie (bothbad)": "both_bad",  # the arena's "both are bad": a tie-like outcome kept distinct
+    "both_bad": "both_bad",
+    "broken": "broken",
+}
+CHOICE_ALIASES = {
+    "left": "left",
+    "right": "right",
+    "tie": "tie",
+    "model_a": "model_a",
+    "model_b": "model_b",
+    "both bad": "both_bad",
+    "both_bad": "both_bad",
+    "bothbad": "both_bad",
+    "tie (bothbad)": "both_bad",
+    "broken": "broken",
+    "video broken": "broken",
+    "video_broken": "broken",
+}
 TRUE_WORDS, FALSE_WORDS = {"true", "1", "yes", "t", "y"}, {"false", "0", "no", "f", "n", ""}
 REJECT_COLUMNS = ["row_number", "reason"]
 
@@ -281,47 +313,99 @@ def _label_studio_rater(completed_by: Any) -> str | None:
     return None if _is_missing(completed_by) else str(completed_by)
 
 
-def _label_studio_choice(result: Any) -> str:
+def _label_studio_answers(result: Any) -> list[tuple[str, str]]:
+    """(from_name, chosen value) of every choices / pairwise region of an annotation, in order."""
+    answers = []
     for region in result if isinstance(result, list) else []:
         value = region.get("value", {}) if isinstance(region, Mapping) else {}
+        if not isinstance(value, Mapping):
+            continue
         if region.get("type") == "choices" and value.get("choices"):
-            return str(value["choices"][0]).strip().lower()
-        if region.get("type") == "pairwise" and value.get("selected"):
-            return str(value["selected"]).strip().lower()
-    raise RowRejected("annotation has no choices/pairwise result; check the labeling config (imports.py)")
+            answers.append((str(region.get("from_name", "")), str(value["choices"][0]).strip().lower()))
+        elif region.get("type") == "pairwise" and value.get("selected"):
+            answers.append((str(region.get("from_name", "")), str(value["selected"]).strip().lower()))
+    return answers
+
+
+def question_of(from_name: str, question_map: Mapping[str, str] | None = None) -> str | None:
+    """The question a `<Choices name=...>` asks: mapped, equal to a question, or a question with a prefix or
+    suffix (`winner_visual_quality`, `prompt_alignment-choice`); None when it names none."""
+    if question_map and from_name in question_map:
+        return question_map[from_name]
+    name = from_name.strip().lower().replace("-", "_")
+    for question in QUESTIONS:
+        if name == question or name.startswith(question + "_") or name.endswith("_" + question):
+            return question
+    return None
 
 
 def _winner_from_choice(choice: str, left: str) -> str:
     right = "model_b" if left == "model_a" else "model_a"
-    mapped = {"left": left, "right": right, "tie": "tie", "model_a": "model_a", "model_b": "model_b"}
-    if choice not in mapped:
+    answer = CHOICE_ALIASES.get(choice)
+    if answer is None:
         raise RowRejected(
-            f"unknown winner choice {choice!r}; the labeling config must offer left, right, tie"
+            f"unknown winner choice {choice!r}; the labeling config must offer left, right, tie "
+            "(and optionally 'both bad', 'video broken')"
         )
-    return mapped[choice]
+    return {"left": left, "right": right}.get(answer, answer)
 
 
-def _label_studio_record(task: Mapping[str, Any], annotation: Mapping[str, Any]) -> dict[str, Any]:
+def _label_studio_votes(
+    task: Mapping[str, Any], annotation: Mapping[str, Any], question_map: Mapping[str, str] | None
+) -> list[dict[str, Any] | RowRejected]:
+    """The votes of one annotation (one per question it answers), or the reason each one is refused."""
     data = task.get("data") or {}
     missing = [k for k in LABEL_STUDIO_DATA if _is_missing(data.get(k))]
     if missing:
         raise RowRejected(f"task data lacks {missing}; import tasks with fields {list(LABEL_STUDIO_DATA)}")
     if annotation.get("was_cancelled"):
         raise RowRejected("annotation was skipped (cancelled) by the rater")
-    record = {k: data.get(k) for k in (*LABEL_STUDIO_DATA, "study_id", "task_id", "is_gold")}
-    if _is_missing(record["task_id"]) and not _is_missing(task.get("id")):
-        record["task_id"] = f"ls-{task['id']}"
+    answers = _label_studio_answers(annotation.get("result"))
+    if not answers:
+        raise RowRejected("annotation has no choices/pairwise result; check the labeling config (imports.py)")
+    named = [(question_of(name, question_map), choice) for name, choice in answers]
+    per_question: list[tuple[str | None, str]] = [(q, choice) for q, choice in named if q is not None]
+    if not per_question:
+        if _is_missing(data.get("question")):
+            raise RowRejected(
+                f"choices {[name for name, _ in answers]} name no question and the task data has no "
+                f"`question`; name each <Choices> after its question {list(QUESTIONS)} or add `question`"
+            )
+        per_question = [(None, answers[0][1])]
+    base = dict(data)
+    if _is_missing(base.get("task_id")) and not _is_missing(task.get("id")):
+        base["task_id"] = f"ls-{task['id']}"
     left = str(data["left"]).strip()
     if left not in ("model_a", "model_b"):
         raise RowRejected(f"left {left!r} must be 'model_a' or 'model_b'")
-    record["winner"] = _winner_from_choice(_label_studio_choice(annotation.get("result")), left)
-    record["rater_id"] = _label_studio_rater(annotation.get("completed_by"))
-    record["created_at"] = annotation.get("created_at")
-    return record
+    out: list[dict[str, Any] | RowRejected] = []
+    for question, choice in per_question:
+        record = {k: base.get(k) for k in (*LABEL_STUDIO_DATA, "question", "study_id", "task_id", "is_gold")}
+        if question is not None:
+            record["question"] = question
+            record["task_id"] = None if _is_missing(record["task_id"]) else f"{record['task_id']}-{question}"
+        try:
+            record["winner"] = _winner_from_choice(choice, left)
+        except RowRejected as exc:
+            out.append(RowRejected(f"{record['question']}: {exc}"))
+            continue
+        record["rater_id"] = _label_studio_rater(annotation.get("completed_by"))
+        record["created_at"] = annotation.get("created_at")
+        out.append(record)
+    return out
 
 
-def import_label_studio(uri: str, study_id: str = "imported") -> ImportResult:
-    """Label Studio JSON export (see module doc) -> votes, one per annotation."""
+def import_label_studio(
+    uri: str, study_id: str = "imported", question_map: Mapping[str, str] | None = None
+) -> ImportResult:
+    """Label Studio JSON export (see module doc) -> votes, one per annotation and question.
+
+    `question_map` maps `<Choices name=...>` values that do not name a question to one (e.g.
+    {"q1": "visual_quality"}).
+    """
+    unknown = sorted(set((question_map or {}).values()) - set(QUESTIONS))
+    if unknown:
+        raise InputError(f"question_map names unknown question(s) {unknown}; use {list(QUESTIONS)}")
     try:
         tasks = json.loads(svd_io.read_bytes(uri))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -334,11 +418,16 @@ def import_label_studio(uri: str, study_id: str = "imported") -> ImportResult:
     failed: list[dict[str, Any]] = []
     for task in tasks:
         for annotation in (task.get("annotations") or []) if isinstance(task, Mapping) else []:
-            row_number = len(rows) + len(failed) + 1
             try:
-                rows.append((row_number, _label_studio_record(task, annotation)))
+                votes = _label_studio_votes(task, annotation, question_map)
             except RowRejected as exc:
-                failed.append({"row_number": row_number, "reason": f"task {task.get('id')}: {exc}"})
+                votes = [exc]
+            for vote in votes:
+                row_number = len(rows) + len(failed) + 1
+                if isinstance(vote, RowRejected):
+                    failed.append({"row_number": row_number, "reason": f"task {task.get('id')}: {vote}"})
+                else:
+                    rows.append((row_number, vote))
     result = normalize_votes(rows, study_id)
     rejected = pd.concat([result.rejected, pd.DataFrame(failed, columns=REJECT_COLUMNS)], ignore_index=True)
     return ImportResult(result.votes, rejected.sort_values("row_number", ignore_index=True))

@@ -15,10 +15,16 @@ VOTE_COLUMNS = [
     "model_a",  # str: model version URI or name
     "model_b",  # str
     "left",  # str: which of "model_a" / "model_b" was shown on the left
-    "winner",  # str: "model_a" | "model_b" | "tie"
+    "winner",  # str: "model_a" | "model_b" | "tie" | "both_bad" | "broken" (see OUTCOMES below)
     "is_gold",  # bool: attention-check pair (real sample vs degraded copy); model_a is the correct answer
     "synthetic",  # bool: produced by an automatic rater
     "created_at",  # str: ISO-8601 UTC
 ]
-WINNERS = ("model_a", "model_b", "tie")
+WINNERS = ("model_a", "model_b", "tie", "both_bad", "broken")
+"""Every answer a vote can hold. "both_bad" (neither sample is acceptable) and "broken" (a video did not
+load or play) are stored as distinct outcomes: the analysis counts both_bad as a tie-like, non-decisive vote
+and leaves broken votes out (they judge the media, not the models) and reports them."""
+DECISIVE = ("model_a", "model_b")
+TIE_LIKE = ("tie", "both_bad")
+BROKEN = "broken"
 QUESTIONS = ("prompt_alignment", "visual_quality", "overall")

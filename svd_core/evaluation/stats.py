@@ -19,6 +19,7 @@ import pandas as pd
 from scipy import stats
 
 from svd_core.evaluation.power import votes_still_needed
+from svd_core.evaluation.schema import DECISIVE
 
 if TYPE_CHECKING:
     from svd_core.evaluation.bradley_terry import BradleyTerryFit
@@ -90,7 +91,7 @@ def _distinct_per_pair(votes: pd.DataFrame, column: str) -> pd.DataFrame:
     """Distinct `column` values among each pair's decisive votes (0 where the column is absent)."""
     a, b = votes["model_a"].to_numpy(str), votes["model_b"].to_numpy(str)
     frame = pd.DataFrame({"model_x": np.where(a < b, a, b), "model_y": np.where(a < b, b, a)})
-    decisive = (votes["winner"] != "tie").to_numpy()
+    decisive = votes["winner"].isin(DECISIVE).to_numpy()
     if column not in votes.columns:
         return frame.drop_duplicates().assign(**{column: 0})
     frame[column] = np.where(decisive, votes[column].astype(str).to_numpy(), None)
@@ -148,6 +149,33 @@ def pairwise_table(
     )[PAIR_COLUMNS]
 
 
+CORRECTIONS = ("holm", "bh")
+
+
+def adjust_p_values(p_values: Any, method: str = "holm") -> np.ndarray:
+    """p-values adjusted for testing them as one family: Holm (family-wise error) or Benjamini-Hochberg (BH,
+    false discovery rate). NaN stays NaN and is not counted as a test; an adjusted value is never below its
+    raw one. BH comes from scipy (`false_discovery_control`); scipy has no Holm, so its step-down is here.
+    """
+    if method not in CORRECTIONS:
+        raise ValueError(f"correction {method!r} must be one of {CORRECTIONS}")
+    raw = np.asarray(p_values, dtype=np.float64)
+    out = np.full(raw.shape, np.nan)
+    tested = ~np.isnan(raw)
+    p = raw[tested]
+    if p.size == 0:
+        return out
+    if method == "bh":
+        out[tested] = stats.false_discovery_control(p, method="bh")
+        return out
+    order = np.argsort(p, kind="stable")
+    scaled = p[order] * (p.size - np.arange(p.size))  # the k-th smallest times (m - k + 1)
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
+    out[tested] = adjusted
+    return out
+
+
 def pair_win_rate(pairwise: pd.DataFrame, model: str, opponent: str) -> dict[str, Any] | None:
     """Row of `pairwise` seen from `model`'s side (win rate and interval flipped when needed)."""
     x, y = sorted((model, opponent))
@@ -186,7 +214,7 @@ def win_rate_matrix(pairwise: pd.DataFrame, models: list[str]) -> pd.DataFrame:
 
 def position_bias(votes: pd.DataFrame, confidence: float = 0.95) -> dict[str, Any]:
     """How often the sample shown on the left wins among decisive votes, with a test against 50%."""
-    decisive = votes[votes["winner"] != "tie"]
+    decisive = votes[votes["winner"].isin(DECISIVE)]
     n = len(decisive)
     left_wins = int((decisive["winner"] == decisive["left"]).sum())
     lower, upper = wilson_interval(left_wins, n, confidence)

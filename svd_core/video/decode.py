@@ -9,20 +9,25 @@ reason; the LVD build quarantines them and goes on.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
+from typing import Literal
 
 import av
 import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from svd_core.curation.config import DecodeConfig
+from svd_core.curation.config import DecodeConfig, RunConfig
 from svd_core.errors import InputError
-from svd_core.video.frames import SampledFrames
+from svd_core.video.color import SdrConverter, Transfer, needs_conversion, source_transfer
+from svd_core.video.frames import SampledFrames, key_indices
 
 STILL_IMAGE_FORMATS = ("image2", "png_pipe", "jpeg_pipe", "bmp_pipe", "webp_pipe", "tiff_pipe", "gif")
+INTERLACED_FIELD_ORDERS = (2, 3, 4, 5)
+"""FFmpeg AVFieldOrder values of interlaced streams (TT, BB, TB, BT); 0 is unknown, 1 progressive."""
 
 
 class BadVideo(InputError):
@@ -58,6 +63,21 @@ class VideoProbe:
     (coded width x this), and frames are scaled to square pixels."""
     pix_fmt: str = "yuv420p"
     """Coded pixel format (10-bit sources, e.g. yuv420p10le, are converted to 8-bit yuv420p on decode)."""
+    transfer: Transfer = "sdr"
+    """Transfer characteristic: `pq` (SMPTE ST 2084) and `hlg` (ARIB STD-B67) are HDR and tone-mapped to
+    BT.709 SDR on decode (svd_core.video.color), as are sources with BT.2020 primaries."""
+    color_primaries: int = 2
+    """FFmpeg AVColorPrimaries of the source (1 BT.709, 2 unspecified, 9 BT.2020)."""
+    interlaced: bool = False
+    """The source is interlaced (its first frame is flagged so, or the stream declares a field order)."""
+    deinterlace: Literal["none", "flagged", "all"] = "none"
+    """What the decode deinterlaces (bwdif, one frame per frame): `flagged` frames only, `all` frames (an
+    interlaced field order with unflagged frames), or `none` (progressive, or `decode.deinterlace: off`)."""
+
+    @property
+    def color_converted(self) -> bool:
+        """Frames are colour-converted to BT.709 SDR on decode (HDR transfer or BT.2020 primaries)."""
+        return needs_conversion(self.transfer, self.color_primaries)
 
 
 @dataclass(frozen=True)
@@ -72,7 +92,7 @@ class DecodedFrame:
 
 def probe_video(path: str | Path, source: str, cfg: DecodeConfig) -> VideoProbe:
     """Open the container and check the video stream is decodable and within limits (only the first frame is
-    decoded, for its display matrix)."""
+    decoded, for its display matrix, colour tags and interlacing)."""
     path = Path(path)
     if path.stat().st_size == 0:
         raise BadVideo(source, "probe", "zero-byte file")
@@ -124,9 +144,7 @@ def _probe_stream(container: av.container.InputContainer, source: str, cfg: Deco
             f"resolution {width}x{height} exceeds decode.max_pixels="
             f"{cfg.max_pixels} ({width * height} pixels); raise the limit to accept it",
         )
-    duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
-    if duration is None and container.duration:
-        duration = container.duration / 1e6
+    duration = _declared_duration(container, stream)
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     fps = float(rate) if rate else 0.0
     if fps <= 0 and duration and stream.frames:
@@ -135,12 +153,22 @@ def _probe_stream(container: av.container.InputContainer, source: str, cfg: Deco
         raise BadVideo(source, "probe", "video stream has no frame rate and no timing to derive one")
     sar_frac = stream.codec_context.sample_aspect_ratio or stream.sample_aspect_ratio
     sar = float(sar_frac) if sar_frac and sar_frac > 0 else 1.0
-    rotation = _first_frame_rotation(container, stream)
+    codec = stream.codec_context
+    first = _first_frame(container, stream)
+    rotation = _quarter_turns(first.rotation) * 90 if first is not None else 0
     disp_w, disp_h = max(2, round(width * sar)), height
     if rotation % 180:
         disp_w, disp_h = disp_h, disp_w
+    # Colour tags: the frame's (what the bitstream says), else the container's.
+    trc = _tag(first.color_trc if first is not None else None, codec.color_trc)
+    primaries = _tag(first.color_primaries if first is not None else None, codec.color_primaries)
+    flagged = first is not None and bool(first.interlaced_frame)
+    interlaced = flagged or (codec.field_order or 0) in INTERLACED_FIELD_ORDERS
+    deinterlace: Literal["none", "flagged", "all"] = "none"
+    if interlaced and cfg.deinterlace == "auto":
+        deinterlace = "flagged" if flagged else "all"
     return VideoProbe(
-        stream.codec_context.name,
+        codec.name,
         disp_w,
         disp_h,
         fps,
@@ -148,18 +176,55 @@ def _probe_stream(container: av.container.InputContainer, source: str, cfg: Deco
         int(stream.frames or 0),
         rotation,
         sar,
-        stream.codec_context.pix_fmt or "yuv420p",
+        codec.pix_fmt or "yuv420p",
+        source_transfer(trc),
+        primaries,
+        interlaced,
+        deinterlace,
     )
 
 
-def _first_frame_rotation(container: av.container.InputContainer, stream: av.VideoStream) -> int:
-    """The display matrix's rotation, read from the first decodable frame (0 if none or undecodable)."""
+def _tag(frame_value: int | None, stream_value: int | None) -> int:
+    """A colour tag: the frame's unless unspecified (0 reserved, 2 unspecified), else the stream's."""
+    if frame_value not in (None, 0, 2):
+        return int(frame_value)
+    return int(stream_value or 2)
+
+
+def _declared_duration(container: av.container.InputContainer, stream: av.VideoStream) -> float | None:
+    """The video stream's duration from the header (the container's if the stream has none)."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return container.duration / 1e6 if container.duration else None
+
+
+def _first_frame(container: av.container.InputContainer, stream: av.VideoStream) -> av.VideoFrame | None:
+    """The first decodable frame (None if none, or the stream fails before one)."""
     try:
         for frame in container.decode(stream):
-            return _quarter_turns(frame.rotation) * 90
+            return frame
     except (av.error.FFmpegError, ValueError):
-        return 0
-    return 0
+        return None
+    return None
+
+
+def header_duration(path: str | Path) -> float | None:
+    """A video's declared duration from its header alone (nothing decoded); None if unknown or unreadable."""
+    try:
+        with av.open(str(path), timeout=60.0) as container:
+            if not container.streams.video:
+                return None
+            return _declared_duration(container, container.streams.video[0])
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError, OSError):
+        return None
+
+
+def time_limit_s(duration_s: float | None, decode: DecodeConfig, run: RunConfig) -> float:
+    """The wall-clock limit for one video: `decode.timeout_s` as a floor, or `run.time_limit_s_per_minute`
+    per minute of declared duration when that is more, capped at `run.time_limit_max_s` (a header that
+    claims days must not buy days). Unknown duration: the floor."""
+    scaled = run.time_limit_s_per_minute * (duration_s or 0.0) / 60.0
+    return max(decode.timeout_s, min(scaled, run.time_limit_max_s))
 
 
 def _quarter_turns(rotation: float | int | None) -> int:
@@ -193,7 +258,9 @@ def iter_frames(
     """Decode every frame once, in presentation order, as yuv420p at `size`; checks the deadline per frame.
 
     Timestamps come from the stream (variable frame rate is handled by time, not by index); frames without
-    a timestamp get the nominal rate. A decode error mid-stream raises BadVideo (corrupt or truncated).
+    a timestamp get the nominal rate. Interlaced sources are deinterlaced first where `probe.deinterlace`
+    says so; HDR and BT.2020 sources are converted to BT.709 SDR (`probe.color_converted`). A decode error
+    mid-stream raises BadVideo (corrupt or truncated).
     """
     container = _open(Path(path), source)
     try:
@@ -204,18 +271,23 @@ def iter_frames(
         start = stream.start_time or 0
         base = float(stream.time_base) if stream.time_base else 0.0
         reformatter = VideoReformatter()  # one per video: keeps its scaler, ~20x cheaper than per frame
+        sdr = SdrConverter(probe.transfer) if probe.color_converted else None
         turns = _quarter_turns(probe.rotation)
         coded_size = (size[1], size[0]) if turns % 2 else size  # scale first, then rotate
+        decoded: Iterable[av.VideoFrame] = container.decode(stream)
+        if probe.deinterlace != "none":
+            decoded = deinterlaced(decoded, stream, probe.deinterlace)
         index, last_time = 0, -1.0
         try:
-            for frame in container.decode(stream):
+            for frame in decoded:
                 if time.monotonic() > deadline:
                     raise DecodeTimeout(
-                        source, "decode", f"timed out after {index} frames (decode.timeout_s)"
+                        source, "decode", f"timed out after {index} frames (the per-video time limit)"
                     )
                 t = (frame.pts - start) * base if frame.pts is not None and base else index / probe.fps
                 t = max(t, last_time + 1e-6)  # strictly increasing, even for broken timestamps
-                yield DecodedFrame(index, t, rotate_frame(to_working(frame, coded_size, reformatter), turns))
+                working = sdr(frame, coded_size) if sdr else to_working(frame, coded_size, reformatter)
+                yield DecodedFrame(index, t, rotate_frame(working, turns))
                 index, last_time = index + 1, t
         except av.error.FFmpegError as exc:
             raise BadVideo(
@@ -226,6 +298,45 @@ def iter_frames(
             ) from None
     finally:
         container.close()
+
+
+def deinterlaced(
+    frames: Iterable[av.VideoFrame], stream: av.VideoStream, mode: Literal["flagged", "all"]
+) -> Generator[av.VideoFrame, None, None]:
+    """FFmpeg's bwdif deinterlacer over decoded frames: one progressive frame per frame (at the time of its
+    first field), timestamps kept in the stream's time base, field parity from each frame's flags.
+    `flagged` leaves frames not flagged interlaced as they are."""
+    graph: av.filter.Graph | None = None
+    for frame in frames:
+        if graph is None:  # built from the first frame: its real size and pixel format
+            graph = av.filter.Graph()
+            source = graph.add_buffer(
+                width=frame.width, height=frame.height, format=frame.format, time_base=stream.time_base
+            )
+            deint = "interlaced" if mode == "flagged" else "all"
+            bwdif = graph.add("bwdif", f"mode=send_frame:parity=auto:deint={deint}")
+            sink = graph.add("buffersink")
+            source.link_to(bwdif)
+            bwdif.link_to(sink)
+            graph.configure()
+        graph.push(frame)
+        yield from _drain(graph, stream.time_base)
+    if graph is not None:
+        graph.push(None)
+        yield from _drain(graph, stream.time_base)
+
+
+def _drain(graph: av.filter.Graph, time_base: Fraction | None) -> Generator[av.VideoFrame, None, None]:
+    """The frames a filter graph has ready (none until it has seen the next input frame), with their
+    timestamps back in `time_base` (bwdif halves the time base, for its field-rate mode)."""
+    while True:
+        try:
+            out = graph.vpull()
+        except (BlockingIOError, EOFError):  # needs more input / flushed
+            return
+        if time_base and out.pts is not None and out.time_base and out.time_base != time_base:
+            out.pts, out.time_base = round(out.pts * out.time_base / time_base), time_base
+        yield out
 
 
 def to_working(
@@ -279,9 +390,27 @@ def to_rgb(
 
 
 class FrameSampler:
-    """Collects one clip's scoring frames at `sample_fps` (by timestamp), converted and downscaled once."""
+    """Collects one clip's scoring frames at `sample_fps` (by timestamp), converted and downscaled once.
 
-    def __init__(self, sample_fps: float, max_short_side: int, source_size: tuple[int, int]):
+    With `key_short_side`, the first, middle and last scoring frames are also kept at that (larger) short
+    side for text detection. The final count is unknown while frames stream in, so the sampler holds the
+    frames that can still become a key frame: the first, the newest, the newest committed one and those
+    from half the committed count on, thinned to every 2nd, 4th, ... sample beyond `MAX_KEY_CANDIDATES`
+    (memory stays bounded; a very long shot's middle frame is then within a few samples of exact).
+    `provisional`: samples count as final only at `commit()` (a stream-copied clip can still end earlier,
+    at a keyframe, and `truncate()` drops the samples after it).
+    """
+
+    MAX_KEY_CANDIDATES = 16
+
+    def __init__(
+        self,
+        sample_fps: float,
+        max_short_side: int,
+        source_size: tuple[int, int],
+        key_short_side: int | None = None,
+        provisional: bool = False,
+    ):
         self.step = 1.0 / sample_fps
         self.sample_fps = sample_fps
         self.max_short_side = max_short_side
@@ -290,6 +419,12 @@ class FrameSampler:
         self.times: list[float] = []
         self.next_time = 0.0
         self.reformatter = VideoReformatter()
+        self.key_short_side = key_short_side
+        self.provisional = provisional
+        self.committed = 0
+        self.candidates: dict[int, av.VideoFrame] = {}
+        """Sample index -> working-size frame, for the samples that can still be a key frame."""
+        self.stride = 1
 
     def offer(self, frame: av.VideoFrame, rel_time: float) -> None:
         """Keep the frame if it is the first at or after the next sampling time."""
@@ -297,16 +432,51 @@ class FrameSampler:
             return
         self.frames.append(to_rgb(frame, self.max_short_side, self.reformatter))
         self.times.append(rel_time)
+        if self.key_short_side is not None:
+            self.candidates[len(self.frames) - 1] = frame
+            if not self.provisional:
+                self.committed = len(self.frames)
+            self._prune()
         while self.next_time <= rel_time + 1e-6:
             self.next_time += self.step
 
+    def commit(self) -> None:
+        """The samples so far will stay in the clip (a stream-copied clip reached a keyframe)."""
+        self.committed = len(self.frames)
+        self._prune()
+
+    def truncate(self, rel_end: float) -> None:
+        """Drop the samples at or after `rel_end` (a stream-copied clip ended at an earlier keyframe)."""
+        while self.times and self.times[-1] >= rel_end - 1e-6:
+            self.times.pop()
+            self.frames.pop()
+            self.candidates.pop(len(self.frames), None)
+        self.committed = min(self.committed, len(self.frames))
+
+    def _prune(self) -> None:
+        n = len(self.frames)
+        keep = {0, n - 1, self.committed - 1}
+        middle = sorted(i for i in self.candidates if i >= self.committed // 2 and i not in keep)
+        while len([i for i in middle if i % self.stride == 0]) > self.MAX_KEY_CANDIDATES:
+            self.stride *= 2
+        wanted = keep | {i for i in middle if i % self.stride == 0}
+        self.candidates = {i: f for i, f in self.candidates.items() if i in wanted}
+
     def build(self) -> SampledFrames:
+        key_frames = None
+        if self.key_short_side is not None and self.candidates:
+            n, reformatter = len(self.frames), VideoReformatter()
+            nearest = [min(self.candidates, key=lambda i: (abs(i - k), i)) for k in key_indices(n)]
+            key_frames = np.stack(
+                [to_rgb(self.candidates[i], self.key_short_side, reformatter) for i in nearest]
+            )
         return SampledFrames(
             frames=np.stack(self.frames),
             timestamps_s=np.asarray(self.times, np.float64),
             sample_fps=self.sample_fps,
             source_width=self.source_size[0],
             source_height=self.source_size[1],
+            key_frames_large=key_frames,
         )
 
 

@@ -111,6 +111,23 @@ def test_report_ranks_both_variants_with_intervals(
     for entry in report["variants"]:
         row = board.set_index("variant").loc[entry["variant"]]
         assert entry["rating"] == pytest.approx(row["rating"]) and entry["overrides"][:2] == FAST[:2]
+    # Per question: the variants' ratings and each pair's test, p-values corrected across the question's pairs.
+    assert report["correction"] == {
+        "method": "holm",
+        "alpha": 0.05,
+        "family": "the variant pairs of one question",
+    }
+    (question,) = report["questions"]  # image-to-video asks one question
+    assert question == "overall"
+    assert sorted(r["variant"] for r in report["questions"][question]["leaderboard"]) == [
+        "motion50",
+        "pretrained",
+    ]
+    pairs = pd.read_csv(report_dir / "pairs.csv")
+    assert pairs[["question", "variant_x", "variant_y"]].values.tolist() == [
+        ["overall", "motion50", "pretrained"]
+    ]
+    assert (pairs["p_adjusted"] >= pairs["p_value"]).all()  # one pair: a family of one, nothing to correct
 
 
 def test_mlflow_run_carries_what_the_dashboard_reads(outcome: dict[str, Any], tmp_path: Path) -> None:
@@ -135,6 +152,7 @@ def test_rerun_through_the_cli_reuses_models_and_samples(
     result = _cli("--spec", str(spec_file[0]), "evaluation.analysis.paper_elo_orderings=0")
     assert result.exit_code == 0, result.output
     assert "pretrained" in result.output and "motion50" in result.output
+    assert "adjusted by holm across this question" in result.output  # the corrected pairs are printed
     for name in ("ablation-mini-image", "ablation-mini-pretrained", "ablation-mini-motion50"):
         assert len(MlflowClient().search_model_versions(f"name='{name}'")) == 1  # nothing retrained
     summary = json.loads(result.output.strip().splitlines()[-1])
@@ -173,3 +191,18 @@ def test_human_path_waits_for_votes_then_analyses_them(
     assert isinstance(other.exception, InputError) and "['someone-else/9'] that are not variants" in str(
         other.exception
     )
+
+
+def test_human_votes_with_a_few_bad_rows_are_read_and_too_many_are_refused(tmp_path: Path, capsys) -> None:
+    """Ablations read votes by the rule of every vote-reading command: bad rows listed and skipped, the file
+    refused above max_rejected_share (it used to refuse any rejected row)."""
+    from svd_core.evaluation.imports import write_votes
+    from svd_core.evaluation.synthetic import simulate_bradley_terry_votes
+
+    votes = simulate_bradley_terry_votes({"a": 1100, "b": 1000}, 40, seed=1)
+    bad = votes.head(1).assign(winner="model_z")
+    write_votes(pd.concat([votes, bad], ignore_index=True), str(tmp_path / "one_bad.csv"))
+    read = ablation_flow.load_human_votes(str(tmp_path / "one_bad.csv"), max_rejected_share=0.05)
+    assert len(read) == 40 and "rejected" in capsys.readouterr().err
+    with pytest.raises(InputError, match="above max_rejected_share=0%"):
+        ablation_flow.load_human_votes(str(tmp_path / "one_bad.csv"), max_rejected_share=0.0)

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from flows.apps.dashboard.links import PREFECT_FLOW_RUN_TAG
 from flows.apps.dashboard.mlflow_read import READ_ERRORS, download, iso_time, load_json, tag
 from flows.apps.dashboard.model import DatasetBuild, DatasetVersion, Histogram, ScoreColumn
 from svd_core import storage as svd_io
@@ -153,6 +154,8 @@ def collect_build(client: MlflowClient, run: Run, site: Path, with_scores: bool)
         lvd_uri=str((summary or {}).get("lvd_uri", "")),
         datasets=versions,
         scores_note=note,
+        experiment_id=run.info.experiment_id,
+        prefect_flow_run=tag(run, PREFECT_FLOW_RUN_TAG),
     )
     if not with_scores:
         build.scores_note = build.scores_note or "histograms are drawn for the newest build only"

@@ -1,8 +1,9 @@
 """Collect preference studies (svd.kind=study) and ablations (svd.kind=ablation) from their artifacts.
 
-Studies log `leaderboard.csv` (+ per-question leaderboards, `summary.json`, PNG plots). Ablation reports
-are free-form JSON, so every `leaderboard*.csv` in an ablation run is drawn, and any list of objects with
-a numeric `rating` inside `ablation_report.json` becomes one more leaderboard.
+Studies log `leaderboard.csv` (+ per-question leaderboards, `summary.json`, PNG plots) and the pairs
+they asked (`design.json` + `votes.csv`: shown side by side with their votes, see `media.study_pairs`).
+Ablation reports are free-form JSON, so every `leaderboard*.csv` in an ablation run is drawn, and any list
+of objects with a numeric `rating` inside `ablation_report.json` becomes one more leaderboard.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import pandas as pd
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from flows.apps.dashboard.links import PREFECT_FLOW_RUN_TAG
+from flows.apps.dashboard.media import MediaCopier, study_pairs
 from flows.apps.dashboard.mlflow_read import READ_ERRORS, artifact_paths, download, iso_time, load_json, tag
 from flows.apps.dashboard.model import Leaderboard, Study
 
@@ -115,12 +118,17 @@ def _copy_images(client: MlflowClient, run_id: str, paths: list[str], site: Path
     return out
 
 
-def collect_study(client: MlflowClient, run: Run, site: Path, kind: str) -> Study:
-    """A study or ablation run: its leaderboards, summary/report JSON, plots and the synthetic flag."""
+def collect_study(
+    client: MlflowClient, run: Run, site: Path, kind: str, media: MediaCopier | None = None
+) -> Study:
+    """A study or ablation run: its leaderboards, summary/report JSON, plots, the synthetic flag and (when
+    the run logged its design) the side-by-side pairs with their votes."""
     run_id = run.info.run_id
     depth = 3 if kind == "ablation" else 1
     paths = artifact_paths(client, run_id, depth)
     study = Study(kind, run_id, run.info.run_name or "", iso_time(run.info.start_time), False, [])
+    study.experiment_id = run.info.experiment_id
+    study.prefect_flow_run = tag(run, PREFECT_FLOW_RUN_TAG)
     study.synthetic = _truthy(tag(run, "svd.synthetic", "false"))
     boards = [p for p in paths if Path(p).name.startswith("leaderboard") and p.endswith(".csv")]
     try:
@@ -144,4 +152,13 @@ def collect_study(client: MlflowClient, run: Run, site: Path, kind: str) -> Stud
         study.images = _copy_images(client, run_id, paths, site)
     except READ_ERRORS as exc:
         study.notes.append(f"cannot copy plots: {exc}")
+    if kind == "study" or "design.json" in paths:
+        try:
+            pairs, study.pairs_total, study.gold_pairs, notes = study_pairs(
+                client, run_id, paths, media or MediaCopier(site)
+            )
+            study.pairs = pairs
+            study.notes += notes
+        except READ_ERRORS as exc:
+            study.notes.append(f"cannot read the study design: {exc}")
     return study

@@ -73,10 +73,15 @@ class DatasetBuild:
     """Why there are no histograms (table unreadable, older build), shown instead of them."""
     data_docs: list[str] = field(default_factory=list)
     """Site-relative links to the GX Data Docs pages copied from the run's `data_docs/` artifacts."""
+    experiment_id: str = ""
+    prefect_flow_run: str = ""
 
 
 @dataclass
 class Curve:
+    """A metric's full step history as MLflow holds it (never thinned here: `curves.py` downsamples
+    only what it draws)."""
+
     steps: list[int]
     values: list[float]
 
@@ -94,6 +99,30 @@ class TrainingRun:
     curves: dict[str, Curve]
     """Metric key (loss, lr, grad_norm, samples_per_s, step_time_s) -> history."""
     config_hash: str = ""
+    experiment_id: str = ""
+    prefect_flow_run: str = ""
+    """Id of the Prefect flow run that logged this run (tag `svd.prefect_flow_run_id`), when recorded."""
+
+
+@dataclass
+class Video:
+    """A video copied into the site (`media/...`) and where it came from."""
+
+    src: str
+    """Site-relative path of the copy."""
+    uri: str
+    """Where the platform stored it (file://, s3://, a local path)."""
+    caption: str = ""
+
+
+@dataclass
+class Sample:
+    """One evaluation sample of a registered version (written by `svd eval run` / `promote`)."""
+
+    prompt_id: str
+    prompt: str
+    video: Video
+    eval_set: str = ""
 
 
 @dataclass
@@ -104,6 +133,11 @@ class ModelVersion:
     created: str
     aliases: list[str]
     tags: dict[str, str]
+    samples: list[Sample] = field(default_factory=list)
+    samples_total: int = 0
+    """Samples found for this version (more than `samples` when the page shows only some)."""
+    samples_where: str = ""
+    """Folder the samples were found under."""
 
     @property
     def uri(self) -> str:
@@ -137,6 +171,22 @@ class Leaderboard:
 
 
 @dataclass
+class Pair:
+    """One side-by-side task of a study as raters saw it, with the votes it received."""
+
+    task_id: str
+    question: str
+    prompt_id: str
+    prompt: str
+    left_model: str
+    right_model: str
+    left: Video | None
+    right: Video | None
+    votes: dict[str, int]
+    """Outcome as shown -> count: left, right, tie, both_bad, broken."""
+
+
+@dataclass
 class Study:
     """A preference study (svd.kind=study) or an ablation (svd.kind=ablation) and what it logged."""
 
@@ -152,6 +202,45 @@ class Study:
     """Site-relative paths of PNG plots the run logged (copied into the site)."""
     notes: list[str] = field(default_factory=list)
     """Problems reading this run's artifacts, shown beside it."""
+    experiment_id: str = ""
+    pairs: list[Pair] = field(default_factory=list)
+    pairs_total: int = 0
+    """Non-gold tasks in the design (more than `pairs` when the page shows only some)."""
+    gold_pairs: int = 0
+    """Attention-check tasks (real sample vs degraded copy), counted but not shown."""
+    prefect_flow_run: str = ""
+
+
+@dataclass
+class FlowRun:
+    """A Prefect flow run (read from the Prefect API when a server is configured)."""
+
+    id: str
+    name: str
+    flow_id: str
+    flow_name: str
+    state: str
+    """State name as Prefect shows it: Completed, Failed, Running, ..."""
+    state_type: str
+    started: str
+    duration_s: float | None
+    deployment_id: str = ""
+
+
+@dataclass
+class UiLinks:
+    """Where the MLflow and Prefect UIs are, or the command that starts one (never a dead link)."""
+
+    mlflow_ui: str = ""
+    """Base URL of the MLflow UI (links are `<base>/#/...`); empty when none is known."""
+    mlflow_command: str = ""
+    """How to start an MLflow UI on this store, shown when `mlflow_ui` is empty."""
+    prefect_ui: str = ""
+    """Base URL of the Prefect UI (links are `<base>/runs/flow-run/<id>`); empty when none is known."""
+    prefect_command: str = ""
+    """How to start a Prefect UI on the embedded database, shown when `prefect_ui` is empty."""
+    rebuild_hint: str = ""
+    """The `svd dashboard` call that makes the links once the UIs run."""
 
 
 @dataclass
@@ -165,3 +254,8 @@ class Dashboard:
     ablations: list[Study]
     problems: list[str] = field(default_factory=list)
     """Things that could not be read (shown at the top of the page, never silently dropped)."""
+    links: UiLinks = field(default_factory=UiLinks)
+    flow_runs: list[FlowRun] | None = None
+    """Recent Prefect flow runs; None when no Prefect API was read (no server configured)."""
+    training_total: int = 0
+    """Training runs in the store (more than `training` when only the newest are shown)."""

@@ -13,16 +13,10 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from flows.apps.dashboard.model import Leaderboard, ScoreColumn, TrainingRun
+from flows.apps.dashboard.model import Leaderboard, ScoreColumn
+from flows.integrations.tags import SYNTHETIC_LABEL
 
 BEFORE, AFTER, CUT = "#9aa5b1", "#2f6fdf", "#d64545"
-METRIC_LABELS = {
-    "loss": "loss",
-    "lr": "learning rate",
-    "grad_norm": "gradient norm",
-    "samples_per_s": "samples / s",
-    "step_time_s": "step time (s)",
-}
 
 
 def save_png(fig: Figure, path: Path) -> Path:
@@ -95,40 +89,6 @@ def score_figure(score: ScoreColumn) -> Figure:
     return fig
 
 
-def training_figure(stage: str, runs: list[TrainingRun]) -> Figure:
-    """One panel per metric logged by any run of the stage; one line per run."""
-    keys = [k for k in METRIC_LABELS if any(k in r.curves for r in runs)]
-    cols = 2 if len(keys) == 4 else min(3, max(1, len(keys)))
-    rows = max(1, math.ceil(len(keys) / cols))
-    fig = Figure(figsize=(4.2 * cols, 2.9 * rows + 0.5))
-    for index, key in enumerate(keys):
-        ax = fig.add_subplot(rows, cols, index + 1)
-        for run in runs:
-            curve = run.curves.get(key)
-            if curve is None or not curve.steps:
-                continue
-            label = f"{run.run_name or 'run'} {run.run_id[:7]}"
-            ax.plot(curve.steps, curve.values, linewidth=1.2, marker="." if len(curve.steps) < 30 else None,
-                    label=label)  # fmt: skip
-        values = [v for r in runs if key in r.curves for v in r.curves[key].values]
-        if (
-            key in ("loss", "lr", "grad_norm")
-            and values
-            and min(values) > 0
-            and max(values) / min(values) > 20
-        ):
-            ax.set_yscale("log")  # losses and schedules span decades; linear hides the tail
-        ax.set_title(METRIC_LABELS[key], fontsize=10)
-        ax.set_xlabel("step", fontsize=8)
-        ax.tick_params(labelsize=8)
-        _style(ax)
-        if index == 0:
-            ax.legend(fontsize=7, frameon=False)
-    fig.suptitle(f"stage {stage}", fontsize=11)
-    fig.tight_layout()
-    return fig
-
-
 def leaderboard_figure(board: Leaderboard, synthetic: bool) -> Figure:
     """Ratings with their intervals, best on top; points without an interval are drawn hollow."""
     rows = board.rows[::-1]
@@ -147,7 +107,7 @@ def leaderboard_figure(board: Leaderboard, synthetic: bool) -> Figure:
         ax.legend(fontsize=7, frameon=False)
     ax.set_yticks(y, [r["model"] for r in rows])
     ax.set_xlabel("rating (Elo scale) with interval")
-    title = board.title + ("  [SYNTHETIC votes]" if synthetic else "")
+    title = board.title + (f"\n{SYNTHETIC_LABEL}" if synthetic else "")
     ax.set_title(title, fontsize=10, color=CUT if synthetic else "black")
     _style(ax)
     fig.tight_layout()

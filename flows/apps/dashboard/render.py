@@ -1,12 +1,14 @@
-"""Turn a `Dashboard` into a static site: `index.html`, `assets/dashboard.css`, `plots/*.png`.
+"""Turn a `Dashboard` into a static site: `index.html`, `assets/dashboard.{css,js}`, `plots/*.png`, and
+the `media/` videos the collector copied.
 
-No network at view time: plots are PNG files drawn here with matplotlib (Agg), the lineage graph is an
-inline SVG, and the stylesheet is a local file. The HTML comes from the Jinja template `page.html` with
-autoescaping on (run names and tags are user text).
+No network at view time: static plots are PNG files drawn here with matplotlib (Agg); training curves and
+the lineage graph are inline SVG, the curves made interactive by the local `assets/dashboard.js`. The HTML
+comes from the Jinja template `page.html` with autoescaping on (run names and tags are user text).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
@@ -16,22 +18,17 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from flows.apps.dashboard import plots
+from flows.apps.dashboard import curves, hints, links, plots
 from flows.apps.dashboard.lineage import build_graph, lineage_svg
+from flows.apps.dashboard.media import OUTCOMES
 from flows.apps.dashboard.model import Dashboard, Study, TrainingRun
+from flows.integrations.tags import SYNTHETIC_LABEL
 
 HERE = Path(__file__).parent
 STAGE_ORDER = ("image", "video", "finetune", "lora", "multiview", "interpolation")
-MAX_RUNS_PER_PLOT = 8
 MAX_BOARDS_PER_RUN = 4
 MAX_REPORT_CHARS = 20_000
-HINTS = {
-    "datasets": "svd data build --config configs/data/build.yaml",
-    "training": "svd train all --data <LVD-F table>  (or svd train image|video|finetune)",
-    "registry": "svd train image|video|finetune  (each stage registers its model)",
-    "studies": "svd eval run --model models:/svd/1 --model models:/svd/2 synthetic.enabled=true  (or svd eval promote)",
-    "ablations": "an ablation study that logs a run tagged svd.kind=ablation",
-}
+OUTCOME_LABELS = {outcome: outcome.replace("_", " ") for outcome in OUTCOMES}
 
 
 def slug(text: str) -> str:
@@ -104,17 +101,9 @@ def draw_plots(dash: Dashboard, site: Path) -> dict[str, Any]:
             rel = f"plots/score-{slug(score.column)}.png"
             plots.save_png(plots.score_figure(score), site / rel)
             scores[score.column] = rel
-    training: dict[str, str] = {}
-    for stage, runs in stage_groups(dash.training):
-        drawn = [r for r in runs if r.curves][:MAX_RUNS_PER_PLOT]
-        if drawn:
-            rel = f"plots/train-{slug(stage)}.png"
-            plots.save_png(plots.training_figure(stage, drawn), site / rel)
-            training[stage] = rel
     return {
         "funnels": funnels,
         "scores": scores,
-        "training": training,
         "studies": _study_plots(dash.studies, site, "study"),
         "ablations": _study_plots(dash.ablations, site, "ablation"),
     }
@@ -125,7 +114,7 @@ def _report_text(study: Study) -> str:
     return text if len(text) <= MAX_REPORT_CHARS else text[:MAX_REPORT_CHARS] + "\n... (truncated)"
 
 
-def _environment() -> Environment:
+def _environment(dash: Dashboard) -> Environment:
     env = Environment(
         loader=FileSystemLoader(HERE),
         autoescape=select_autoescape(["html"]),
@@ -134,7 +123,24 @@ def _environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(num=fmt_number, pct=fmt_percent, rating=fmt_rating, report=_report_text)
+    env.filters["duration"] = fmt_duration
+    env.globals.update({name: functools.partial(fn, dash.links) for name, fn in links.URL_BUILDERS.items()})
     return env
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def training_charts(dash: Dashboard) -> dict[str, list[curves.Chart]]:
+    """Stage -> its interactive charts (every run of the stage, every logged point before downsampling)."""
+    return {stage: curves.stage_charts(stage, runs) for stage, runs in stage_groups(dash.training)}
 
 
 def render(dash: Dashboard, site: Path) -> Path:
@@ -142,8 +148,9 @@ def render(dash: Dashboard, site: Path) -> Path:
     site.mkdir(parents=True, exist_ok=True)
     figures = draw_plots(dash, site)
     graph = build_graph(dash.models, dash.builds)
+    charts = training_charts(dash)
     html = (
-        _environment()
+        _environment(dash)
         .get_template("page.html")
         .render(
             d=dash,
@@ -151,12 +158,19 @@ def render(dash: Dashboard, site: Path) -> Path:
             lineage=Markup(lineage_svg(graph)),  # built from escaped parts in lineage.py
             lineage_dropped=graph.dropped,
             stages=stage_groups(dash.training),
-            hints=HINTS,
-            max_runs_per_plot=MAX_RUNS_PER_PLOT,
+            charts=charts,
+            chart_svg=lambda chart: Markup(chart.svg()),  # built from escaped parts in curves.py
+            chart_json=lambda chart: Markup(chart.to_json()),  # JSON with `</` escaped, in a data <script>
+            run_colors=curves.run_colors,
+            run_label=curves.run_label,
+            hints=hints.suggestions(dash),
+            synthetic_label=SYNTHETIC_LABEL,
+            outcomes=OUTCOME_LABELS,
         )
     )
     (site / "assets").mkdir(exist_ok=True)
     shutil.copyfile(HERE / "dashboard.css", site / "assets" / "dashboard.css")
+    shutil.copyfile(HERE / "dashboard.js", site / "assets" / "dashboard.js")
     index = site / "index.html"
     index.write_text(html, encoding="utf-8")
     return index

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flows.apps.dashboard.collect import collect
+from flows.apps.dashboard.model import UiLinks
 from flows.apps.dashboard.render import render
 from flows.settings import Settings
 from svd_core.errors import InputError
@@ -33,6 +34,9 @@ class SiteSummary:
     studies: int
     ablations: int
     problems: list[str]
+    videos: int = 0
+    """Video files copied into the site (evaluation samples and study pairs)."""
+    links: UiLinks | None = None
 
 
 def _check_replaceable(out: Path) -> None:
@@ -62,17 +66,22 @@ def _swap_in(staging: Path, out: Path) -> None:
 
 
 def build_site(
-    out: Path, settings: Settings | None = None, on_step: Callable[[str], None] | None = None
+    out: Path,
+    settings: Settings | None = None,
+    on_step: Callable[[str], None] | None = None,
+    mlflow_ui: str | None = None,
+    prefect_ui: str | None = None,
 ) -> SiteSummary:
-    """Collect from MLflow and the dataset tables, render, and publish the site at `out`."""
+    """Collect from MLflow, Prefect and the dataset tables, render, and publish the site at `out`;
+    `mlflow_ui` / `prefect_ui` are where those UIs are served when the settings cannot tell (links)."""
     step = on_step or (lambda _msg: None)
     out = out.absolute()
     _check_replaceable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
     try:
-        step("reading MLflow and dataset tables")
-        dash = collect(staging, settings)
+        step("reading MLflow, Prefect and dataset tables, copying videos")
+        dash = collect(staging, settings, mlflow_ui, prefect_ui)
         step("drawing plots")
         render(dash, staging)
         (staging / MARKER).write_text("made by `svd dashboard`; this folder is replaced on every build\n")
@@ -89,6 +98,8 @@ def build_site(
         len(dash.studies),
         len(dash.ablations),
         dash.problems,
+        videos=len(list((out / "media").glob("*"))) if (out / "media").is_dir() else 0,
+        links=dash.links,
     )
 
 

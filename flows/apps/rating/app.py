@@ -1,8 +1,14 @@
 """FastAPI app for human-preference rating: rater pages, a JSON API, a media endpoint and an admin view.
 
 Routes
-- `GET /rate/{token}`: the rating page (two synced videos, prompt, question, buttons and arrow keys).
-- `GET /api/rate/{token}/next`, `POST /api/rate/{token}/vote`: next task / submit {task_id, choice}.
+- `GET /rate/{token}`: the rating page (instructions first, then two synced videos, prompt, question,
+  buttons and keys).
+- `GET /api/rate/{token}/next`: the next task (issuing it starts the time on task).
+- `POST /api/rate/{token}/acknowledge`: the rater read the instructions.
+- `POST /api/rate/{token}/watched` {task_id, side}: the page saw that video's first `ended` event.
+- `POST /api/rate/{token}/vote` {task_id, choice}: choice is left | right | tie | both_bad | broken;
+  409 when the task already has the rater's vote, 428 when the study's rules do not allow it yet (no
+  instructions acknowledged, minimum watch time not over, not both videos played through).
 - `GET /media/{token}/{side}?task=ID`: the sample shown on that side of an assigned task.
 - `GET /admin?token=ADMIN`, `GET /api/admin/studies`, `GET /api/admin/studies/{id}/votes.csv`: progress.
 
@@ -38,6 +44,7 @@ HERE = Path(__file__).parent
 ADMIN_TOKEN_ENV = "SVD_RATING_ADMIN_TOKEN"
 NOT_FOUND = (service.UnknownTokenError, service.UnknownTaskError, StorageError)
 CONFLICT = (service.DuplicateVoteError, service.StudyExistsError)
+NOT_READY = 428  # Precondition Required: watch first, then vote
 
 
 class AdminDenied(Exception):
@@ -46,7 +53,12 @@ class AdminDenied(Exception):
 
 class VoteIn(BaseModel):
     task_id: str
-    choice: Literal["left", "right", "tie"]
+    choice: Literal["left", "right", "tie", "both_bad", "broken"]
+
+
+class WatchedIn(BaseModel):
+    task_id: str
+    side: Literal["left", "right"]
 
 
 def create_app(
@@ -84,6 +96,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InputError)
     async def input_error(_request: Request, exc: InputError) -> JSONResponse:
         status = 404 if isinstance(exc, NOT_FOUND) else 409 if isinstance(exc, CONFLICT) else 400
+        status = NOT_READY if isinstance(exc, service.NotReadyError) else status
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
     @app.exception_handler(StorageError)
@@ -130,6 +143,14 @@ def _add_rater_routes(app: FastAPI) -> None:
     @app.get("/api/rate/{token}/next")
     def api_next(token: str) -> dict[str, Any]:
         return _with_media_urls(token, service.next_task(db, token))
+
+    @app.post("/api/rate/{token}/acknowledge")
+    def api_acknowledge(token: str) -> dict[str, Any]:
+        return _with_media_urls(token, service.acknowledge_instructions(db, token))
+
+    @app.post("/api/rate/{token}/watched")
+    def api_watched(token: str, watched: WatchedIn) -> dict[str, Any]:
+        return service.report_watched(db, token, watched.task_id, watched.side)
 
     @app.post("/api/rate/{token}/vote")
     def api_vote(token: str, vote: VoteIn) -> dict[str, Any]:

@@ -4,6 +4,10 @@ SQLite (`sqlite:///path`) uses a plain sync engine. PostgreSQL works through any
 a sync one (`postgresql+psycopg://`, `postgresql+psycopg2://`) directly, or an async one
 (`postgresql+asyncpg://`, also `sqlite+aiosqlite://`) through a private event-loop thread and
 `AsyncSession.run_sync`, so the service code is the same sync ORM code for every backend.
+
+Columns added after a database was first created (instructions, minimum watch, time on task, link
+revocation) are added to an existing database when it is opened (`_add_missing_columns`): each is
+nullable or has a server default, so no data is rewritten.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any, TypeVar
 from sqlalchemy import (
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -25,12 +30,15 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
+    text,
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.schema import CreateColumn
 
 from svd_core.errors import ConfigError, StorageError
 
@@ -53,6 +61,10 @@ class StudyRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_id: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    min_watch_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    """A vote counts only this long after its task was issued (and after both videos played through)."""
+    instructions: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """Study-specific text shown with the standard instructions before the first task."""
 
 
 class TaskRow(Base):
@@ -86,6 +98,10 @@ class RaterRow(Base):
     study_pk: Mapped[int] = mapped_column(ForeignKey("rating_study.id", ondelete="CASCADE"), index=True)
     rater_id: Mapped[str] = mapped_column(String(200))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """When the rater confirmed having read the instructions (no task is issued before)."""
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """When the link was revoked (token_hash then holds an unusable value until a link is re-issued)."""
 
     study: Mapped[StudyRow] = relationship()
 
@@ -100,6 +116,12 @@ class AssignmentRow(Base):
     rater_pk: Mapped[int] = mapped_column(ForeignKey("rating_rater.id", ondelete="CASCADE"), index=True)
     task_pk: Mapped[int] = mapped_column(ForeignKey("rating_task.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(Integer)
+    issued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """When the task was first handed to the rater's page: the start of the time on task."""
+    left_ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """When the page reported the left video's first `ended` event."""
+    right_ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """When the page reported the right video's first `ended` event."""
 
 
 class VoteRow(Base):
@@ -113,6 +135,8 @@ class VoteRow(Base):
     task_pk: Mapped[int] = mapped_column(ForeignKey("rating_task.id", ondelete="CASCADE"), index=True)
     winner: Mapped[str] = mapped_column(String(10))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    seconds_on_task: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Seconds from the task's issue to this vote."""
 
     rater: Mapped[RaterRow] = relationship()
     task: Mapped[TaskRow] = relationship()
@@ -147,7 +171,7 @@ class Database:
                 "postgresql+psycopg://user@host/db or postgresql+asyncpg://user@host/db with that driver installed"
             ) from exc
         try:
-            self.run(lambda session: Base.metadata.create_all(session.connection()))
+            self.run(lambda session: _create_schema(session.connection()))
         except (DBAPIError, OSError) as exc:
             self.close()
             raise StorageError(
@@ -196,6 +220,22 @@ class Database:
         assert self._async_engine is not None
         async with AsyncSession(self._async_engine, expire_on_commit=False) as session, session.begin():
             return await session.run_sync(fn)
+
+
+def _create_schema(connection: Any) -> None:
+    Base.metadata.create_all(connection)
+    _add_missing_columns(connection)
+
+
+def _add_missing_columns(connection: Any) -> None:
+    """Add the model's columns an older database lacks (all nullable or with a server default)."""
+    inspector = inspect(connection)
+    for table in Base.metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present:
+                spec = CreateColumn(column).compile(dialect=connection.dialect)
+                connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {spec}"))
 
 
 def _parse_url(url: str) -> Any:

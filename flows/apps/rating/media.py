@@ -4,6 +4,10 @@ Local paths and file:// URIs are served in place; other schemes (s3://) are copi
 folder through `svd_core.storage`, because browsers seek and loop videos with range requests, which a local
 file answers cheaply. The URI always comes from the database, never from the request, so a client cannot
 name a path of its own (no traversal).
+
+Downloads hold a lock per URI, not one for the app: two raters' pages (or one page's two players) fetch
+different videos from S3 at the same time, while concurrent requests for the same video wait for its one
+download instead of starting another.
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ class MediaResolver:
     def __init__(self, media_root: str | None = None, cache_dir: str | Path | None = None) -> None:
         self.media_root = media_root
         self._cache_dir = Path(cache_dir) if cache_dir else None
-        self._lock = threading.Lock()
+        self._locks_guard = threading.Lock()  # held only to look up a URI's lock, never during a download
+        self._locks: dict[str, threading.Lock] = {}  # one small lock per sample URI the app has served
 
     def absolute_uri(self, uri: str) -> str:
         if "://" in uri or Path(uri).is_absolute() or self.media_root is None:
@@ -61,7 +66,9 @@ class MediaResolver:
         cache_dir = self._cache()
         suffix = PurePosixPath(uri).suffix
         path = cache_dir / f"{hashlib.sha256(uri.encode()).hexdigest()}{suffix}"
-        with self._lock:  # one download per URI even when both players ask at once
+        if path.is_file():
+            return path
+        with self._lock_for(uri):  # one download per URI; other URIs download meanwhile
             if not path.is_file():
                 tmp = cache_dir / f".part-{uuid.uuid4().hex}{suffix}"
                 try:
@@ -71,8 +78,13 @@ class MediaResolver:
                     tmp.unlink(missing_ok=True)
         return path
 
+    def _lock_for(self, uri: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(uri, threading.Lock())
+
     def _cache(self) -> Path:
-        if self._cache_dir is None:
-            self._cache_dir = Path(tempfile.mkdtemp(prefix="svd-rating-media-"))
-        self._cache_dir.mkdir(parents=True, exist_ok=True)
-        return self._cache_dir
+        with self._locks_guard:  # two first requests must not make two temporary folders
+            if self._cache_dir is None:
+                self._cache_dir = Path(tempfile.mkdtemp(prefix="svd-rating-media-"))
+            self._cache_dir.mkdir(parents=True, exist_ok=True)
+            return self._cache_dir

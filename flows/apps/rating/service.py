@@ -3,6 +3,16 @@
 Raters are identified by a random 128-bit link token; the database keeps only its SHA-256, so a leaked
 database does not leak working links. Models stay hidden from raters: the rater API speaks of "left" and
 "right" and the server maps that onto model_a / model_b with the task's recorded `left`.
+
+A vote counts only when the study's rules were followed, checked here and not trusted to the page:
+the rater acknowledged the instructions; the task was issued (handed out by `next_task`, which stamps
+the start of the time on task) at least the study's `min_watch_seconds` ago; and the page reported both
+videos' first `ended` event (`report_watched`). "Video broken" is the exception: a video that cannot
+play never ends, so that answer needs only an issued task. Answers: left, right, tie, both_bad (neither
+is acceptable; analysed as a tie) and broken (left out of the analysis and reported).
+
+Study operations: revoke a rater's link or re-issue a new one (the old one stops working), and hand a
+dropout's open tasks to other raters of the study.
 """
 
 from __future__ import annotations
@@ -13,12 +23,13 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from flows.apps.rating.db import AssignmentRow, Database, RaterRow, StudyRow, TaskRow, VoteRow
+from flows.apps.rating.db import AssignmentRow, Database, RaterRow, StudyRow, TaskRow, VoteRow, utc_now
 from flows.apps.rating.validation import resolve_assignment, validate_tasks
 from svd_core.errors import InputError
 from svd_core.evaluation.config import AnalysisConfig
@@ -32,8 +43,12 @@ QUESTION_TEXT = {
     "visual_quality": "Which video has better visual quality?",
     "overall": "Which video do you prefer overall?",
 }
-CHOICES = ("left", "right", "tie")
+CHOICES = ("left", "right", "tie", "both_bad", "broken")
 SIDES = ("left", "right", "image")
+VIDEO_SIDES = ("left", "right")
+DEFAULT_MIN_WATCH_SECONDS = 2.0
+"""Default floor on a task's time before a vote counts: the shortest SVD clip (14 frames at 7 fps)."""
+REVOKED_PREFIX = "revoked-"
 
 
 class StudyExistsError(InputError):
@@ -50,6 +65,15 @@ class UnknownTaskError(InputError):
 
 class DuplicateVoteError(InputError):
     """The rater already voted on this task; the first vote stands."""
+
+
+class UnknownRaterError(InputError):
+    """An admin operation names a rater that is not in the study."""
+
+
+class NotReadyError(InputError):
+    """A vote came before the study's rules allow it: instructions not acknowledged, task not issued, the
+    minimum watch time not over, or not both videos played through."""
 
 
 def new_token() -> str:
@@ -74,8 +98,17 @@ def create_study(
     tasks: Sequence[Mapping[str, Any]],
     assignment: Mapping[str, Sequence[str]] | None = None,
     raters: int | str | Sequence[str] | None = None,
+    *,
+    min_watch_seconds: float = DEFAULT_MIN_WATCH_SECONDS,
+    instructions: str | None = None,
 ) -> dict[str, str]:
-    """Store the study and return {rater_id: link token}; the tokens are not stored and cannot be re-read."""
+    """Store the study and return {rater_id: link token}; the tokens are not stored and cannot be re-read.
+
+    `min_watch_seconds`: a vote counts only this long after its task was issued (and after both videos
+    played through once); `instructions`: study-specific text shown before the first task.
+    """
+    if not 0.0 <= min_watch_seconds <= 3600.0:
+        raise InputError(f"min_watch_seconds={min_watch_seconds} must be between 0 and 3600")
     clean = validate_tasks(study_id, tasks)
     plan = resolve_assignment(clean, assignment, raters)
     tokens = {rater_id: new_token() for rater_id in plan}
@@ -83,7 +116,9 @@ def create_study(
     def write(session: Session) -> None:
         if session.scalar(select(StudyRow.id).where(StudyRow.study_id == study_id)) is not None:
             raise StudyExistsError(f"study {study_id!r} already exists in this database; pick another id")
-        study = StudyRow(study_id=study_id)
+        study = StudyRow(
+            study_id=study_id, min_watch_seconds=float(min_watch_seconds), instructions=instructions or None
+        )
         session.add(study)
         session.flush()
         task_rows = {task["task_id"]: TaskRow(study_pk=study.id, **task) for task in clean}
@@ -110,15 +145,19 @@ def _rater(session: Session, token: str) -> RaterRow:
     return rater
 
 
-def _assigned_task(session: Session, rater: RaterRow, task_id: str) -> TaskRow:
-    task = session.scalar(
-        select(TaskRow)
+def _assignment(session: Session, rater: RaterRow, task_id: str) -> tuple[TaskRow, AssignmentRow]:
+    row = session.execute(
+        select(TaskRow, AssignmentRow)
         .join(AssignmentRow, AssignmentRow.task_pk == TaskRow.id)
         .where(AssignmentRow.rater_pk == rater.id, TaskRow.task_id == task_id)
-    )
-    if task is None:
+    ).first()
+    if row is None:
         raise UnknownTaskError(f"task {task_id!r} is not assigned to this rater")
-    return task
+    return row[0], row[1]
+
+
+def _assigned_task(session: Session, rater: RaterRow, task_id: str) -> TaskRow:
+    return _assignment(session, rater, task_id)[0]
 
 
 def _counts(session: Session, rater: RaterRow) -> tuple[int, int]:
@@ -127,55 +166,161 @@ def _counts(session: Session, rater: RaterRow) -> tuple[int, int]:
     return done or 0, total or 0
 
 
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; they were written as UTC.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _elapsed(since: datetime | None, now: datetime) -> float:
+    return 0.0 if since is None else (now - _aware(since)).total_seconds()
+
+
+def _watch_state(study: StudyRow, assignment: AssignmentRow, now: datetime) -> dict[str, Any]:
+    """What the page needs to gate its buttons: which videos were reported ended, seconds still to wait."""
+    remaining = max(0.0, study.min_watch_seconds - _elapsed(assignment.issued_at, now))
+    return {
+        "watched": {
+            "left": assignment.left_ended_at is not None,
+            "right": assignment.right_ended_at is not None,
+        },
+        "wait_seconds": round(remaining, 3),
+    }
+
+
 def next_task(db: Database | str, token: str) -> dict[str, Any]:
-    """The rater's first unanswered task in assignment order (None when done) with progress counts."""
+    """The rater's first unanswered task in assignment order (None when done) with progress counts.
+
+    Before the rater acknowledged the instructions no task is handed out (`acknowledged` is False). The
+    task returned is issued: its first hand-out time starts the time on task and the minimum watch.
+    """
 
     def read(session: Session) -> dict[str, Any]:
         rater = _rater(session, token)
+        study = rater.study
         done, total = _counts(session, rater)
+        state: dict[str, Any] = {
+            "study_id": study.study_id,
+            "rater_id": rater.rater_id,
+            "done": done,
+            "total": total,
+            "acknowledged": rater.acknowledged_at is not None,
+            "instructions": study.instructions,
+            "min_watch_seconds": study.min_watch_seconds,
+            "task": None,
+        }
+        if rater.acknowledged_at is None:
+            return state
         voted = select(VoteRow.task_pk).where(VoteRow.rater_pk == rater.id)
-        task = session.scalar(
-            select(TaskRow)
+        row = session.execute(
+            select(TaskRow, AssignmentRow)
             .join(AssignmentRow, AssignmentRow.task_pk == TaskRow.id)
             .where(AssignmentRow.rater_pk == rater.id, TaskRow.id.not_in(voted))
             .order_by(AssignmentRow.position)
             .limit(1)
-        )
-        view = None
-        if task is not None:
-            view = {
+        ).first()
+        if row is not None:
+            task, assignment = row
+            now = utc_now()
+            if assignment.issued_at is None:
+                assignment.issued_at = now
+            state["task"] = {
                 "task_id": task.task_id,
                 "question": task.question,
                 "question_text": QUESTION_TEXT[task.question],
                 "prompt": task.prompt,
                 "has_image": task.image_uri is not None,
+                **_watch_state(study, assignment, now),
             }
-        return {
-            "study_id": rater.study.study_id,
-            "rater_id": rater.rater_id,
-            "done": done,
-            "total": total,
-            "task": view,
-        }
+        return state
 
     return _run(db, read)
 
 
+def acknowledge_instructions(db: Database | str, token: str) -> dict[str, Any]:
+    """Record that the rater read the instructions (the first time only); tasks are handed out from now."""
+
+    def write(session: Session) -> None:
+        rater = _rater(session, token)
+        if rater.acknowledged_at is None:
+            rater.acknowledged_at = utc_now()
+
+    _run(db, write)
+    return next_task(db, token)
+
+
+def report_watched(db: Database | str, token: str, task_id: str, side: str) -> dict[str, Any]:
+    """Record the page's report that the video on `side` played to its end (the first report counts)."""
+    if side not in VIDEO_SIDES:
+        raise InputError(f"side {side!r} must be one of {VIDEO_SIDES}")
+
+    def write(session: Session) -> dict[str, Any]:
+        rater = _rater(session, token)
+        _, assignment = _assignment(session, rater, task_id)
+        if assignment.issued_at is None:
+            raise NotReadyError(f"task {task_id!r} was not handed out yet; open it from the rating page")
+        now = utc_now()
+        column = "left_ended_at" if side == "left" else "right_ended_at"
+        if getattr(assignment, column) is None:
+            setattr(assignment, column, now)
+        return {"task_id": task_id, **_watch_state(rater.study, assignment, now)}
+
+    return _run(db, write)
+
+
+def _check_ready(
+    rater: RaterRow, task_id: str, assignment: AssignmentRow, choice: str, now: datetime
+) -> None:
+    """Refuse a vote the study's rules do not allow yet (see the module doc)."""
+    if rater.acknowledged_at is None:
+        raise NotReadyError("read the instructions and confirm them before the first vote")
+    if assignment.issued_at is None:
+        raise NotReadyError(f"task {task_id!r} was not handed out yet; open it from the rating page")
+    if choice == "broken":
+        return
+    unplayed = [
+        side
+        for side, ended in (("left", assignment.left_ended_at), ("right", assignment.right_ended_at))
+        if ended is None
+    ]
+    if unplayed:
+        raise NotReadyError(
+            f"watch both videos to the end before voting ({' and '.join(unplayed)} not played through yet); "
+            "if a video does not play, answer 'video broken'"
+        )
+    minimum = rater.study.min_watch_seconds
+    if _elapsed(assignment.issued_at, now) < minimum:
+        raise NotReadyError(f"watch the pair for at least {minimum:g} s before voting")
+
+
 def record_vote(db: Database | str, token: str, task_id: str, choice: str) -> dict[str, Any]:
-    """Store the rater's answer ("left" / "right" / "tie") once; a second vote raises DuplicateVoteError."""
+    """Store the rater's answer (one of CHOICES) once; a second vote raises DuplicateVoteError and a vote
+    before the study's rules allow it NotReadyError (see the module doc)."""
     if choice not in CHOICES:
         raise InputError(f"choice {choice!r} must be one of {CHOICES}")
 
     def write(session: Session) -> dict[str, Any]:
         rater = _rater(session, token)
-        task = _assigned_task(session, rater, task_id)
+        task, assignment = _assignment(session, rater, task_id)
         if session.scalar(select(VoteRow.id).where(VoteRow.rater_pk == rater.id, VoteRow.task_pk == task.id)):
             raise DuplicateVoteError(f"task {task_id!r} already has your vote; it is counted once")
+        now = utc_now()
+        _check_ready(rater, task_id, assignment, choice, now)
         winner = _winner(task.left, choice)
-        session.add(VoteRow(rater_pk=rater.id, task_pk=task.id, winner=winner))
+        seconds = _elapsed(assignment.issued_at, now)
+        session.add(
+            VoteRow(
+                rater_pk=rater.id, task_pk=task.id, winner=winner, created_at=now, seconds_on_task=seconds
+            )
+        )
         session.flush()
         done, total = _counts(session, rater)
-        return {"task_id": task_id, "winner": winner, "done": done, "total": total}
+        return {
+            "task_id": task_id,
+            "winner": winner,
+            "done": done,
+            "total": total,
+            "seconds_on_task": seconds,
+        }
 
     try:
         return _run(db, write)
@@ -184,8 +329,8 @@ def record_vote(db: Database | str, token: str, task_id: str, choice: str) -> di
 
 
 def _winner(left: str, choice: str) -> str:
-    if choice == "tie":
-        return "tie"
+    if choice not in ("left", "right"):
+        return choice  # tie, both_bad, broken: no side won
     right = "model_b" if left == "model_a" else "model_a"
     return left if choice == "left" else right
 
@@ -216,7 +361,8 @@ def list_studies(db: Database | str) -> list[str]:
 
 def progress(db: Database | str, study_id: str) -> dict[str, Any]:
     """Admin numbers for one study: votes per question and per rater, gold accuracy per rater and the
-    attention-check status of the analysis' binomial test (passed | failed | unchecked)."""
+    attention-check status of the analysis' binomial test (passed | failed | unchecked), open tasks, answers
+    that were "both bad" or "video broken", median time on task, link state; and the broken-video tasks."""
 
     def read(session: Session) -> dict[str, Any]:
         study = _study(session, study_id)
@@ -237,13 +383,22 @@ def progress(db: Database | str, study_id: str) -> dict[str, Any]:
         ):
             per_question[question]["votes"] = votes
         raters = _rater_progress(session, study)
+        broken = session.execute(
+            select(TaskRow.task_id, func.count(VoteRow.id))
+            .join(VoteRow, VoteRow.task_pk == TaskRow.id)
+            .where(TaskRow.study_pk == study.id, VoteRow.winner == "broken")
+            .group_by(TaskRow.task_id)
+            .order_by(TaskRow.task_id)
+        ).all()
         return {
             "study_id": study_id,
             "tasks": session.scalar(select(func.count(TaskRow.id)).where(TaskRow.study_pk == study.id)) or 0,
             "votes": sum(r["done"] for r in raters),
             "assigned": sum(r["total"] for r in raters),
+            "min_watch_seconds": study.min_watch_seconds,
             "per_question": per_question,
             "raters": raters,
+            "broken_tasks": [{"task_id": task_id, "reports": count} for task_id, count in broken],
         }
 
     return _run(db, read)
@@ -257,6 +412,7 @@ def _study(session: Session, study_id: str) -> StudyRow:
 
 
 def _rater_progress(session: Session, study: StudyRow) -> list[dict[str, Any]]:
+    raters = {r.rater_id: r for r in session.scalars(select(RaterRow).where(RaterRow.study_pk == study.id))}
     totals = dict(
         session.execute(
             select(RaterRow.rater_id, func.count(AssignmentRow.id))
@@ -272,10 +428,23 @@ def _rater_progress(session: Session, study: StudyRow) -> list[dict[str, Any]]:
         .where(RaterRow.study_pk == study.id)
         .group_by(RaterRow.rater_id, TaskRow.is_gold, VoteRow.winner)
     ).all()
-    stats = {rater_id: {"done": 0, "gold_done": 0, "gold_correct": 0} for rater_id in totals}
+    seconds: dict[str, list[float]] = {rater_id: [] for rater_id in totals}
+    for rater_id, value in session.execute(
+        select(RaterRow.rater_id, VoteRow.seconds_on_task)
+        .join(VoteRow, VoteRow.rater_pk == RaterRow.id)
+        .where(RaterRow.study_pk == study.id, VoteRow.seconds_on_task.is_not(None))
+    ):
+        if value is not None:  # filtered in SQL already; narrows the type
+            seconds[rater_id].append(float(value))
+    stats = {
+        rater_id: {"done": 0, "gold_done": 0, "gold_correct": 0, "both_bad": 0, "broken": 0}
+        for rater_id in totals
+    }
     for rater_id, is_gold, winner, count in votes:
         stats[rater_id]["done"] += count
-        if is_gold:
+        if winner in ("both_bad", "broken"):
+            stats[rater_id][winner] += count
+        if is_gold and winner != "broken":  # as the analysis: a broken video is no attention check
             stats[rater_id]["gold_done"] += count
             # Gold pairs put the real sample in model_a: any other answer (tie included) fails the check.
             stats[rater_id]["gold_correct"] += count if winner == "model_a" else 0
@@ -289,18 +458,132 @@ def _rater_progress(session: Session, study: StudyRow) -> list[dict[str, Any]]:
                 "rater_id": rater_id,
                 "total": totals[rater_id],
                 **s,
+                "open": totals[rater_id] - s["done"],
                 "gold_accuracy": s["gold_correct"] / s["gold_done"] if s["gold_done"] else None,
                 "gold_p_value": p_value,
                 "gold_status": ("failed" if p_value < rule.exclusion_alpha else "passed")
                 if checked
                 else "unchecked",
+                "median_seconds_on_task": float(np.median(seconds[rater_id])) if seconds[rater_id] else None,
+                "acknowledged": raters[rater_id].acknowledged_at is not None,
+                "revoked": raters[rater_id].revoked_at is not None,
             }
         )
     return out
 
 
-def export_votes(db: Database | str, study_id: str) -> pd.DataFrame:
-    """All human votes of a study in VOTE_COLUMNS order, oldest first."""
+# --- study administration: links and dropouts ---------------------------------------------------------
+def _study_rater(session: Session, study_id: str, rater_id: str) -> RaterRow:
+    study = _study(session, study_id)
+    rater = session.scalar(
+        select(RaterRow).where(RaterRow.study_pk == study.id, RaterRow.rater_id == rater_id)
+    )
+    if rater is None:
+        names = list(session.scalars(select(RaterRow.rater_id).where(RaterRow.study_pk == study.id)))
+        raise UnknownRaterError(
+            f"rater {rater_id!r} is not in study {study_id!r}; its raters: {sorted(names)}"
+        )
+    return rater
+
+
+def reissue_link(db: Database | str, study_id: str, rater_id: str) -> str:
+    """A new link token for the rater; the previous link stops working at once (votes cast stay)."""
+    token = new_token()
+
+    def write(session: Session) -> None:
+        rater = _study_rater(session, study_id, rater_id)
+        rater.token_hash = hash_token(token)
+        rater.revoked_at = None
+
+    _run(db, write)
+    return token
+
+
+def revoke_link(db: Database | str, study_id: str, rater_id: str) -> None:
+    """The rater's link stops working (votes cast stay; `reissue_link` gives the rater a new one)."""
+
+    def write(session: Session) -> None:
+        rater = _study_rater(session, study_id, rater_id)
+        # Never equal to a SHA-256 hex digest, so no token matches; unique like the real hashes.
+        rater.token_hash = REVOKED_PREFIX + secrets.token_hex(28)
+        rater.revoked_at = utc_now()
+
+    _run(db, write)
+
+
+def reassign_open_tasks(
+    db: Database | str, study_id: str, rater_id: str, to: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Move a dropout's unanswered tasks to other raters of the study: each task, in the dropout's order,
+    to the rater with the fewest open tasks (then fewest assigned, then name) among `to` (default: every
+    other rater whose link is not revoked) who does not have that task yet; it joins the end of their queue.
+
+    Returns {"moved": {rater_id: [task_id, ...]}, "unplaced": [task_id, ...]}: a task every candidate
+    already has stays with the dropout.
+    """
+
+    def write(session: Session) -> dict[str, Any]:
+        dropout = _study_rater(session, study_id, rater_id)
+        names = list(to) if to is not None else None
+        if names is not None:
+            if rater_id in names:
+                raise InputError(f"--to names the dropout {rater_id!r} itself; name other raters")
+            candidates = [_study_rater(session, study_id, name) for name in names]
+        else:
+            candidates = list(
+                session.scalars(
+                    select(RaterRow).where(
+                        RaterRow.study_pk == dropout.study_pk,
+                        RaterRow.id != dropout.id,
+                        RaterRow.revoked_at.is_(None),
+                    )
+                )
+            )
+        if not candidates:
+            raise InputError(f"study {study_id!r} has no other rater with a working link to take the tasks")
+        voted = select(VoteRow.task_pk).where(VoteRow.rater_pk == dropout.id)
+        open_rows = session.execute(
+            select(AssignmentRow, TaskRow)
+            .join(TaskRow, TaskRow.id == AssignmentRow.task_pk)
+            .where(AssignmentRow.rater_pk == dropout.id, AssignmentRow.task_pk.not_in(voted))
+            .order_by(AssignmentRow.position)
+        ).all()
+        state = {c.id: _queue_state(session, c) for c in candidates}
+        moved: dict[str, list[str]] = {}
+        unplaced: list[str] = []
+        for assignment, task in open_rows:
+            free = [c for c in candidates if task.id not in state[c.id]["tasks"]]
+            if not free:
+                unplaced.append(task.task_id)
+                continue
+            target = min(free, key=lambda c: (state[c.id]["open"], len(state[c.id]["tasks"]), c.rater_id))
+            slot = state[target.id]
+            slot["position"] += 1
+            session.add(AssignmentRow(rater_pk=target.id, task_pk=task.id, position=slot["position"]))
+            session.delete(assignment)
+            slot["tasks"].add(task.id)
+            slot["open"] += 1
+            moved.setdefault(target.rater_id, []).append(task.task_id)
+        return {"moved": moved, "unplaced": unplaced}
+
+    return _run(db, write)
+
+
+def _queue_state(session: Session, rater: RaterRow) -> dict[str, Any]:
+    assigned = session.execute(
+        select(AssignmentRow.task_pk, AssignmentRow.position).where(AssignmentRow.rater_pk == rater.id)
+    ).all()
+    done = session.scalar(select(func.count(VoteRow.id)).where(VoteRow.rater_pk == rater.id)) or 0
+    return {
+        "tasks": {task_pk for task_pk, _ in assigned},
+        "open": len(assigned) - done,
+        "position": max((position for _, position in assigned), default=-1),
+    }
+
+
+def export_votes(db: Database | str, study_id: str, with_timing: bool = False) -> pd.DataFrame:
+    """All human votes of a study in VOTE_COLUMNS order, oldest first (`with_timing`: plus the column
+    `seconds_on_task`, the time from the task's issue to the vote)."""
 
     def read(session: Session) -> list[dict[str, Any]]:
         study = _study(session, study_id)
@@ -311,10 +594,14 @@ def export_votes(db: Database | str, study_id: str) -> pd.DataFrame:
             .where(TaskRow.study_pk == study.id)
             .order_by(VoteRow.created_at, VoteRow.id)
         ).all()
-        return [_vote_record(study_id, vote, task, rater) for vote, task, rater in rows]
+        return [
+            {**_vote_record(study_id, vote, task, rater), "seconds_on_task": vote.seconds_on_task}
+            for vote, task, rater in rows
+        ]
 
     records = _run(db, read)
-    frame = pd.DataFrame(records, columns=VOTE_COLUMNS)
+    columns = [*VOTE_COLUMNS, "seconds_on_task"] if with_timing else VOTE_COLUMNS
+    frame = pd.DataFrame(records, columns=columns)
     return frame.astype({"is_gold": bool, "synthetic": bool})
 
 

@@ -117,7 +117,7 @@ class MotionClassClips(VideoClipDataset):
         self, table_uri: str, motion_class: str, column: str = "camera_motion", **kwargs: Any
     ) -> None:
         max_items = kwargs.pop("max_items", None)
-        super().__init__(table_uri, max_items=None, **kwargs)
+        super().__init__(table_uri, max_items=None, extra_columns=(column,), **kwargs)
         if column not in self.table.columns:
             raise InputError(
                 f"training table {self.table_uri} has no {column} column; rebuild it with the LVD pass that "

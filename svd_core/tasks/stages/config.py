@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from svd_core.config import StageConfig
+from svd_core.data.config import StreamConfig
 from svd_core.model.config import PRESETS, get_preset
 from svd_core.training.config import TrainerConfig
 
@@ -60,7 +61,8 @@ class DataConfig(_Section):
     caption_weights: dict[str, float] = Field(default_factory=lambda: {"caption": 1.0})
     """Text mode: caption column -> sampling weight, drawn anew for every sample in every epoch (paper:
     merged LLM caption 0.5, CoCa image caption 0.25, VideoBLIP video caption 0.25). The default is the one
-    column LVD tables have; the paper's mix needs the image and video captions as columns of the table."""
+    column every LVD table has; the paper's mix uses the LVD table's caption_merged / caption_image /
+    caption_video columns (configs/train/paper/*.yaml), sampled per row among the non-null ones."""
     max_items: int | None = Field(None, ge=1)
     """Use only the first N usable clips (smoke runs); None uses all."""
     shard_cache_dir: str | None = None
@@ -68,6 +70,10 @@ class DataConfig(_Section):
     latent_cache_uri: str | None = None
     """Cache VAE latents and CLIP contexts here (local or s3://) and train from the cache; None encodes on
     the fly. The cache is filled before training starts (split across ranks)."""
+    stream: StreamConfig = Field(default_factory=StreamConfig)
+    """How clips are read: byte ranges through LVD-F's clip index, seeking near the window, a bounded
+    in-memory LRU per process and an optional node-local disk LRU for remote clips (set
+    `stream.disk_cache_dir` to node-local scratch on a cluster)."""
 
 
 class InitConfig(_Section):

@@ -145,3 +145,22 @@ def test_design_study_from_a_samples_folder(app, tmp_path):
     gold_files = list((tmp_path / "gold").glob("*.mp4"))
     assert gold_files and len(gold_files) == len(design["gold_copies"])
     assert f"{len(design['tasks'])} tasks" in result.output
+
+
+def test_import_votes_maps_label_studio_questions_from_the_command_line(app, tmp_path):
+    from tests.svd_core.evaluation.test_imports import ls_annotation, ls_region, ls_task
+
+    regions = [ls_region("q1", "Left", "a"), ls_region("q2", "Right", "b")]
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps([ls_task(5, "model_a", [ls_annotation(1, 5, 9, regions)])]))
+    out = tmp_path / "votes.csv"
+    args = ["import-votes", "--from", "labelstudio", str(export), "--out", str(out)]
+    mapped = runner.invoke(
+        app, [*args, "--question-map", "q1=overall", "--question-map", "q2=visual_quality"]
+    )
+    assert mapped.exit_code == 0, mapped.output
+    assert pd.read_csv(out)[["question", "winner"]].values.tolist() == [
+        ["overall", "model_a"], ["visual_quality", "model_b"],
+    ]  # fmt: skip
+    malformed = runner.invoke(app, [*args, "--question-map", "q1:overall"])
+    assert isinstance(malformed.exception, InputError) and "CHOICES_NAME=QUESTION" in str(malformed.exception)

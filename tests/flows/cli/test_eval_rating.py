@@ -20,6 +20,7 @@ from flows.apps.rating import service
 from flows.cli import eval_rating as cli_rating
 from svd_core.errors import InputError
 from svd_core.evaluation.schema import VOTE_COLUMNS
+from tests.flows.apps.rating.watching import open_and_watch, vote
 
 
 @pytest.fixture()
@@ -87,9 +88,9 @@ def test_create_study_prints_links_and_export_writes_votes(group: typer.Typer, t
     assert pd.read_csv(tmp_path / "links.csv").set_index("rater_id")["url"].to_dict() == links
 
     bob = links["bob"].rsplit("/", 1)[1]
-    state = service.next_task(db, bob)
+    state = service.acknowledge_instructions(db, bob)
     assert state["task"]["task_id"] == "d-2" and state["task"]["has_image"]  # bob took slot rater_1
-    service.record_vote(db, bob, "d-2", "left")
+    vote(db, bob, "d-2", "left")
 
     for name in ("votes.csv", "votes.parquet"):
         out = tmp_path / name
@@ -176,6 +177,8 @@ def test_serve_answers_on_loopback(tmp_path: Path) -> None:
                 )
             time.sleep(0.2)
         token = tokens["rater-1"]
+        assert "Before you start" in httpx.get(f"{base}/rate/{token}").text
+        open_and_watch(db, token, "d-1")
         assert "Pair 1 of 3" in httpx.get(f"{base}/rate/{token}").text
         vote = httpx.post(f"{base}/api/rate/{token}/vote", json={"task_id": "d-1", "choice": "right"})
         assert vote.status_code == 200
@@ -184,3 +187,67 @@ def test_serve_answers_on_loopback(tmp_path: Path) -> None:
         proc.terminate()
         proc.wait(timeout=20)
     assert list(service.export_votes(db, "design-1")["winner"]) == ["model_a"]
+
+
+def test_links_are_revoked_reissued_and_a_dropouts_tasks_reassigned(
+    group: typer.Typer, tmp_path: Path
+) -> None:
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    (tmp_path / "howto.txt").write_text("Judge motion first.")
+    runner = CliRunner()
+    created = runner.invoke(
+        group,
+        ["create-study", "--tasks", str(design_file(tmp_path / "design.json")), "--raters", "ann,bob",
+         "--db", db, "--min-watch-seconds", "5", "--instructions", str(tmp_path / "howto.txt")],
+    )  # fmt: skip
+    assert created.exit_code == 0, created.output
+    links = dict(line.split("\t") for line in created.output.strip().splitlines()[1:])
+    ann = links["ann"].rsplit("/", 1)[1]
+    state = service.next_task(db, ann)
+    assert (state["min_watch_seconds"], state["instructions"]) == (5.0, "Judge motion first.")
+    assert cli_rating.DEFAULT_MIN_WATCH_SECONDS == service.DEFAULT_MIN_WATCH_SECONDS
+
+    reissued = runner.invoke(
+        group,
+        [
+            "reissue-link",
+            "--study",
+            "design-1",
+            "--rater",
+            "ann",
+            "--db",
+            db,
+            "--base-url",
+            "https://r.example",
+        ],
+    )
+    assert reissued.exit_code == 0, reissued.output
+    rater, url = reissued.output.strip().split("\t")
+    assert rater == "ann" and url.startswith("https://r.example/rate/") and url != links["ann"]
+    with pytest.raises(service.UnknownTokenError):
+        service.next_task(db, ann)
+    vote(db, url.rsplit("/", 1)[1], "d-0", "left")  # ann's queue: d-0, d-1
+
+    moved = runner.invoke(
+        group, ["reassign-tasks", "--study", "design-1", "--from", "ann", "--revoke", "--db", db]
+    )
+    assert moved.exit_code == 0, moved.output
+    assert moved.output.splitlines()[:2] == ["moved 1 open task(s) of ann and revoked the link", "bob\t+1"]
+    with pytest.raises(service.UnknownTokenError):
+        service.next_task(db, url.rsplit("/", 1)[1])
+    report = {r["rater_id"]: r for r in service.progress(db, "design-1")["raters"]}
+    assert (report["ann"]["total"], report["bob"]["total"], report["ann"]["revoked"]) == (1, 3, True)
+
+    revoked = runner.invoke(group, ["revoke-link", "--study", "design-1", "--rater", "bob", "--db", db])
+    assert revoked.exit_code == 0 and "revoked the link of bob" in revoked.output
+    with pytest.raises(service.UnknownTokenError):
+        service.next_task(db, links["bob"].rsplit("/", 1)[1])
+    unknown = runner.invoke(group, ["revoke-link", "--study", "design-1", "--rater", "zed", "--db", db])
+    assert isinstance(unknown.exception, InputError) and "'zed' is not in study" in str(unknown.exception)
+
+    out = tmp_path / "timed.csv"
+    exported = runner.invoke(
+        group, ["export-votes", "--study", "design-1", "--db", db, "--out", str(out), "--with-timing"]
+    )
+    assert exported.exit_code == 0, exported.output
+    assert list(pd.read_csv(out).columns) == [*VOTE_COLUMNS, "seconds_on_task"]

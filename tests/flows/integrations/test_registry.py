@@ -129,3 +129,22 @@ def test_an_instance_with_state_is_logged_as_the_object(tmp_path: Path) -> None:
     stateful.threshold = 3  # type: ignore[attr-defined]
     assert model_code_file(stateful, tmp_path) is stateful
     assert Path(str(model_code_file(Echo(), tmp_path))).read_text().count("set_model(Echo())") == 1
+
+
+def test_a_run_logged_inside_a_prefect_flow_names_its_flow_run(svd_home: Path) -> None:
+    """The dashboard links an MLflow run to the Prefect flow run that logged it through this tag."""
+    from prefect import flow
+    from prefect.runtime import flow_run
+
+    from flows.integrations.tags import PREFECT_FLOW_RUN
+
+    @flow(name="tracking-tag-test")
+    def logged() -> tuple[str, str]:
+        with tracking.run("registry-test", "in-a-flow") as active:
+            return active.info.run_id, str(flow_run.id)
+
+    run_id, flow_run_id = logged()
+    assert mlflow.get_run(run_id).data.tags[PREFECT_FLOW_RUN] == flow_run_id
+    with tracking.run("registry-test", "outside") as outside:
+        pass
+    assert PREFECT_FLOW_RUN not in mlflow.get_run(outside.info.run_id).data.tags

@@ -184,8 +184,14 @@ def test_a_hung_decoder_is_quarantined_and_the_run_goes_on(
         return real_split(path, source, *args)
 
     monkeypatch.setattr(lvd_module, "split_video", split)
-    # Long enough for the good video on a loaded 2-core box; the hung one is given up after it.
-    cfg = CFG.model_copy(update={"decode": CFG.decode.model_copy(update={"timeout_s": 6.0})})
+    # Long enough for the good video on a loaded 2-core box; the hung one is given up after it (a flat
+    # limit: no scaling with the video's duration).
+    cfg = CFG.model_copy(
+        update={
+            "decode": CFG.decode.model_copy(update={"timeout_s": 6.0}),
+            "run": CFG.run.model_copy(update={"time_limit_s_per_minute": 0.0}),
+        }
+    )
     sources = [str(sample[0] / n) for n in ("v00_static_cuts.mp4", "v04_vfr.mp4")]
     try:
         summary = build_lvd(sources, str(tmp_path), cfg, scorers=scorers())
@@ -284,3 +290,14 @@ def test_remote_sources_manifests_and_outputs(sample: tuple[Path, dict]) -> None
     assert len(table) == 3 and table.clip_uri.str.startswith("memtest://bucket/lvd/shards/").all()
     assert open_clip(table.clip_uri[0])[4:8] == b"ftyp"
     assert any(k.startswith("memtest://bucket/lvd/_parts/") for k in store.objects)
+
+
+def test_scorer_versions_name_the_shot_detector_actually_used() -> None:
+    from svd_core.video.cuts import CUTS_VERSION
+    from svd_core.video.transnet import TRANSNET_VERSION
+
+    cascade = lvd_module.scorer_versions(LvdConfig.model_validate({"cuts": {"detector": "cascade"}}), [])
+    transnet = lvd_module.scorer_versions(LvdConfig.model_validate({"cuts": {"detector": "transnet"}}), [])
+    assert cascade["cuts"].startswith(f"{CUTS_VERSION}:") and CUTS_VERSION == "cascade-v1"
+    assert transnet["cuts"].startswith(f"{TRANSNET_VERSION}:") and "cascade" not in transnet["cuts"]
+    assert TRANSNET_VERSION.startswith("transnetv2")

@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from svd_core.config import load_config
 from svd_core.curation import lvd as lvd_module
-from svd_core.curation.config import LvdConfig, RunConfig
+from svd_core.curation import table_steps
+from svd_core.curation.config import FilterConfig, LvdConfig, RunConfig
 from svd_core.curation.lvd import (
     TABLE_PARTS_DIR,
     BatchResult,
@@ -21,10 +23,10 @@ from svd_core.curation.lvd import (
     plan_batches,
     process_batch,
 )
-from svd_core.curation.schema import LVD_COLUMNS, LVD_SCHEMA
+from svd_core.curation.schema import CAPTION_COLUMNS, LVD_COLUMNS, LVD_SCHEMA
 from svd_core.curation.sources import VideoSource
 from svd_core.curation.subsets import synthetic_lvd_table
-from svd_core.curation.table import MANIFEST, table_session
+from svd_core.curation.table import MANIFEST, Part, table_session, write_manifest
 from svd_core.errors import InputError, StorageError
 
 CFG = load_config(LvdConfig, None, ["run.task_retries=1", "run.retry_delay_s=0"])
@@ -127,3 +129,36 @@ def test_nothing_usable_raises_and_writes_the_quarantine(tmp_path: Path) -> None
     with pytest.raises(InputError, match=r"no clips from 1 input video\(s\)"):
         finalize_parts(str(tmp_path), [batch], 1.0)
     assert pq.read_table(tmp_path / "quarantine.parquet").num_rows == 1
+
+
+def test_a_part_written_before_the_caption_columns_reads_and_merges(tmp_path: Path) -> None:
+    """Parts of an older build lack the per-caption columns: readers see them null, the merge adds them."""
+    folder = tmp_path / TABLE_PARTS_DIR
+    folder.mkdir()
+    new = synthetic_lvd_table(50, seed=1)
+    old = synthetic_lvd_table(50, seed=2).drop(columns=[*CAPTION_COLUMNS, "caption_provenance"])
+    pq.write_table(
+        pa.Table.from_pandas(new, schema=LVD_SCHEMA, preserve_index=False), folder / "part-new.parquet"
+    )
+    pq.write_table(pa.Table.from_pandas(old, preserve_index=False), folder / "part-old.parquet")
+    parts = [Part("part-old.parquet", 50), Part("part-new.parquet", 50)]
+    write_manifest(str(folder), parts)
+    with table_session() as session:
+        view = session.open(str(folder))
+        assert set(LVD_COLUMNS) <= set(view.columns) and view.rows == 100
+        kept = table_steps.apply_filters(session, view, FilterConfig())  # the caption filter reads `caption`
+        assert 0 < kept.kept_rows < 100
+        assert session.scalar(f"SELECT count_if(caption_merged IS NULL) FROM {view.ident}") == 50
+    lvd_module._merge_parts(str(folder), parts, str(tmp_path / "lvd.parquet"))
+    merged = pq.read_table(tmp_path / "lvd.parquet")
+    assert merged.schema.equals(LVD_SCHEMA) and merged.num_rows == 100
+    assert merged.column("caption_merged").null_count == 50
+    assert merged.column("caption").null_count == 0
+
+
+def test_a_part_without_a_required_column_is_refused_by_name() -> None:
+    batch = pa.RecordBatch.from_pandas(
+        synthetic_lvd_table(3).drop(columns=["video_id"]), preserve_index=False
+    )
+    with pytest.raises(InputError, match=r"\['video_id'\].*svd data build-lvd"):
+        lvd_module.conform_to_lvd(batch)

@@ -91,3 +91,68 @@ def test_fingerprint_needs_store_metadata(tmp_path: Path) -> None:
 
     svd_io.register_store("nostat", NoStat)  # type: ignore[arg-type]
     assert resume.source_stat("nostat://bucket/a.mp4") is None
+
+
+def _real_clip(path: Path) -> Path:
+    """2 s of a slow pan over a real photo (scikit-image's coffee), H.264."""
+    import cv2
+
+    from svd_core.video.real_set import load_photo
+    from svd_core.video.sample import encode_frames
+
+    big = cv2.resize(load_photo("coffee"), (160, 48), interpolation=cv2.INTER_AREA)
+    encode_frames([big[:, i : i + 64].copy() for i in range(50)], [i / 25 for i in range(50)], path=path)
+    return path
+
+
+def _limits(**run: Any) -> LvdConfig:
+    return LvdConfig.model_validate(
+        {"decode": {"timeout_s": 0.001}, "cuts": {"detector": "cascade", "min_clip_s": 1.0}, "run": run}
+    )
+
+
+def test_time_limit_scales_with_the_video_duration(tmp_path: Path) -> None:
+    """The same 2 s video: far over a flat 1 ms limit, well within 30 min of limit per minute of video."""
+    path = _real_clip(tmp_path / "pan.mp4")
+    flat = lvd_module.process_video(str(path), _limits(time_limit_s_per_minute=0), str(tmp_path / "a"), [])
+    assert flat.quarantine is not None and "timed out" in flat.quarantine["reason"] and not flat.final
+    scaled = lvd_module.process_video(
+        str(path), _limits(time_limit_s_per_minute=1800), str(tmp_path / "b"), []
+    )
+    assert scaled.quarantine is None and len(scaled.rows) == 1
+    assert scaled.stats["time_limit_s"] == pytest.approx(60.0, rel=0.05)  # 2 s x 1800 s per minute
+
+
+def test_a_video_that_keeps_timing_out_is_final_after_max_attempts(tmp_path: Path) -> None:
+    path = _real_clip(tmp_path / "pan.mp4")
+    out = str(tmp_path / "out")
+    cfg = _limits(time_limit_s_per_minute=0, max_attempts=2)
+    first = lvd_module.process_video(str(path), cfg, out, [])
+    assert first.quarantine is not None and not first.final  # may pass on a retry: not stored
+    assert not list((tmp_path / "out").glob("_parts/*.json"))
+    second = lvd_module.process_video(str(path), cfg, out, [])
+    assert second.final and second.quarantine is not None
+    assert "timed out in 2 runs (run.max_attempts)" in second.quarantine["reason"]
+    third = lvd_module.process_video(str(path), cfg, out, [])  # recorded as final: not tried again
+    assert third.reused and third.quarantine == second.quarantine
+
+
+def test_record_timeout_counts_per_video_and_pipeline_key(tmp_path: Path) -> None:
+    out = str(tmp_path / "out")
+    assert resume.timeouts(out, "vid", "k1") == 0
+    assert [resume.record_timeout(out, "vid", "k1", 60.0) for _ in range(3)] == [1, 2, 3]
+    assert resume.timeouts(out, "vid", "k2") == 0 and resume.timeouts(out, "other", "k1") == 0
+    (tmp_path / "out" / "_attempts" / "vid-k1.json").write_text("not json")
+    assert resume.timeouts(out, "vid", "k1") == 0  # a damaged entry costs one more attempt, nothing else
+
+
+def test_batching_settings_do_not_change_the_pipeline_key() -> None:
+    """How many clips a scorer batches, or which worker resource it asks for, changes no score: a finished
+    build is not redone when they change."""
+    from svd_core.curation.config import LvdConfig
+    from svd_core.curation.lvd import pipeline_key
+
+    base = pipeline_key(LvdConfig(), [])
+    batched = LvdConfig(**{"models": {"batch_clips": 32, "decode_workers": 4, "gpu_resource": None}})
+    assert pipeline_key(batched, []) == base
+    assert pipeline_key(LvdConfig(**{"cuts": {"min_clip_s": 3.0}}), []) != base

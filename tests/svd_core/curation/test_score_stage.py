@@ -17,7 +17,8 @@ from svd_core.curation.camera import CameraMotionScorer
 from svd_core.curation.config import LvdConfig
 from svd_core.curation.lvd import build_lvd
 from svd_core.curation.motion import FarnebackFlow, MotionScorer
-from svd_core.curation.publish import read_table
+from svd_core.curation.publish import read_table, write_table
+from svd_core.curation.schema import CAPTION_COLUMNS
 from svd_core.curation.score_stage import score_stored_clips
 from svd_core.errors import InputError
 from svd_core.video.frames import SampledFrames
@@ -89,3 +90,26 @@ def test_scorers_without_lvd_columns_are_refused(built: tuple[str, Path], tmp_pa
 
     with pytest.raises(InputError, match=r"\['sharpness'\] are not LVD columns"):
         score_stored_clips(built[0], str(tmp_path / "x"), [Nothing()], CFG.scoring)
+
+
+class MiddleFrameCaptions:
+    """A stand-in image captioner: describes the clip's middle frame by its brightness."""
+
+    name, version, columns = "image_captions", "1", ("caption_image",)
+
+    def score(self, frames: SampledFrames, row: Mapping[str, Any]) -> dict[str, Any]:
+        return {"caption_image": f"brightness {frames.middle_frame().mean():.0f}"}
+
+
+def test_a_stage_adds_a_column_a_table_from_an_older_build_lacks(
+    built: tuple[str, Path], tmp_path: Path
+) -> None:
+    lvd_uri, _ = built
+    old = read_table(lvd_uri).drop(columns=[*CAPTION_COLUMNS, "caption_provenance"])
+    old_uri = str(tmp_path / "old.parquet")
+    write_table(old, old_uri)
+    summary = score_stored_clips(old_uri, str(tmp_path / "scored"), [MiddleFrameCaptions()], CFG.scoring)
+    after = read_table(summary.table_uri)
+    assert list(after.columns) == [*old.columns, "caption_image"]  # the old columns as they were, plus it
+    assert after.caption_image.str.startswith("brightness ").all()
+    pd.testing.assert_series_equal(after.flow_score, old.flow_score)

@@ -236,3 +236,17 @@ def test_config_rejects_half_an_aesthetic_pair_and_a_lonely_llm(tmp_path: Path) 
 def test_every_config_field_has_a_docstring() -> None:
     for name, field in LearnedScorersConfig.model_fields.items():
         assert field.description, name
+
+
+def test_score_scorers_names_each_score_columns_scorer() -> None:
+    """The validation gate finds a score's scorer in `scorer_versions` by SCORE_SCORERS: it must match."""
+    from svd_core.curation.aesthetic import AestheticScorer
+    from svd_core.curation.clip_score import ClipScoreScorer
+    from svd_core.curation.motion import MotionScorer
+    from svd_core.curation.schema import SCORE_COLUMNS, SCORE_SCORERS
+    from svd_core.curation.text_detect import TextAreaScorer
+
+    by_column = {
+        c: s.name for s in (MotionScorer, TextAreaScorer, AestheticScorer, ClipScoreScorer) for c in s.columns
+    }
+    assert by_column == SCORE_SCORERS and list(SCORE_SCORERS) == SCORE_COLUMNS

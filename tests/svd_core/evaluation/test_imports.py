@@ -33,7 +33,7 @@ def test_good_rows_become_votes_in_the_contract(tmp_path):
     lines = [GOOD, "m2,m1,tie (bothbad),prompt_alignment,bob,p1,model_a", "m1,m3,TIE,overall,ann,p2,model_a"]
     result = import_arena_csv(write_csv(tmp_path, lines), study_id="s1")
     assert list(result.votes.columns) == VOTE_COLUMNS and result.rejected.empty
-    assert list(result.votes["winner"]) == ["model_a", "tie", "tie"]
+    assert list(result.votes["winner"]) == ["model_a", "both_bad", "tie"]  # both bad: its own outcome
     assert (result.votes["study_id"] == "s1").all()
     assert result.votes["task_id"].str.startswith("s1-").all() and result.votes["task_id"].nunique() == 3
     assert result.votes["is_gold"].dtype == bool and not result.votes["synthetic"].any()
@@ -168,6 +168,120 @@ def test_label_studio_non_export_is_refused(tmp_path):
         import_label_studio(str(path))
 
 
+# A Label Studio project asking two questions per pair, exported with "Export -> JSON" (the full format:
+# tasks with their data, annotations with `result` regions, ids and bookkeeping fields).
+LS_CONFIG = """<View>
+  <Header value="$prompt"/>
+  <Video name="video_left" value="$video_left"/>
+  <Video name="video_right" value="$video_right"/>
+  <Choices name="prompt_alignment" toName="video_left" choice="single" required="true">
+    <Choice value="Left"/><Choice value="Right"/><Choice value="Tie"/>
+    <Choice value="Both bad"/><Choice value="Video broken"/>
+  </Choices>
+  <Choices name="visual_quality" toName="video_left" choice="single" required="true">
+    <Choice value="Left"/><Choice value="Right"/><Choice value="Tie"/>
+    <Choice value="Both bad"/><Choice value="Video broken"/>
+  </Choices>
+  <TextArea name="comment" toName="video_left"/>
+</View>"""
+
+
+def ls_region(from_name, value, region_id):
+    return {"value": {"choices": [value]}, "id": region_id, "from_name": from_name, "to_name": "video_left",
+            "type": "choices", "origin": "manual"}  # fmt: skip
+
+
+def ls_annotation(annotation_id, task_id, user, regions, cancelled=False):
+    return {
+        "id": annotation_id, "completed_by": user, "result": regions, "was_cancelled": cancelled,
+        "ground_truth": False, "created_at": "2026-03-02T09:15:27.412905Z",
+        "updated_at": "2026-03-02T09:15:27.412925Z", "draft_created_at": None, "lead_time": 21.7,
+        "prediction": {}, "result_count": 0, "unique_id": f"u-{annotation_id}", "import_id": None,
+        "last_action": None, "task": task_id, "project": 7, "updated_by": user, "parent_prediction": None,
+        "parent_annotation": None, "last_created_by": None,
+    }  # fmt: skip
+
+
+def ls_task(ls_id, left, annotations, **data):
+    return {
+        "id": ls_id, "annotations": annotations, "file_upload": "tasks.json", "drafts": [],
+        "predictions": [],
+        "data": {"prompt": "a red panda climbing a tree", "video_left": f"s3://b/{ls_id}-l.mp4",
+                 "video_right": f"s3://b/{ls_id}-r.mp4", "model_a": "svd/1", "model_b": "svd/2",
+                 "prompt_id": f"p{ls_id}", "left": left, **data},
+        "meta": {}, "created_at": "2026-03-01T08:00:00.000000Z", "updated_at": "2026-03-02T09:15:27Z",
+        "inner_id": ls_id, "total_annotations": len(annotations), "cancelled_annotations": 0,
+        "total_predictions": 0, "comment_count": 0, "unresolved_comment_count": 0,
+        "last_comment_updated_at": None, "project": 7, "updated_by": 1, "comment_authors": [],
+    }  # fmt: skip
+
+
+def test_label_studio_project_with_several_questions_gives_one_vote_per_question(tmp_path):
+    from xml.etree import ElementTree
+
+    from svd_core.evaluation.imports import question_of
+
+    tags = ElementTree.fromstring(LS_CONFIG).iter("Choices")
+    assert [question_of(tag.get("name", "")) for tag in tags] == ["prompt_alignment", "visual_quality"]
+    comment = {"value": {"text": ["left one stutters"]}, "id": "c1", "from_name": "comment",
+               "to_name": "video_left", "type": "textarea", "origin": "manual"}  # fmt: skip
+    tasks = [
+        ls_task(41, "model_b", [
+            ls_annotation(1, 41, 1, [ls_region("prompt_alignment", "Left", "a"),
+                                     ls_region("visual_quality", "Right", "b"), comment]),
+            ls_annotation(2, 41, {"id": 2, "email": "bo@x.org"},
+                          [ls_region("visual_quality", "Both bad", "c"),
+                           ls_region("prompt_alignment", "Video broken", "d")]),
+        ]),
+        ls_task(42, "model_a", [
+            ls_annotation(3, 42, 1, [ls_region("prompt_alignment", "Tie", "e"),
+                                     ls_region("visual_quality", "Sideways", "f")]),
+            ls_annotation(4, 42, 3, [ls_region("prompt_alignment", "Left", "g")], cancelled=True),
+        ], task_id="given", is_gold=True),
+    ]  # fmt: skip
+    path = tmp_path / "project-7-at-2026-03-02-09-20.json"
+    path.write_text(json.dumps(tasks))
+    result = import_label_studio(str(path), study_id="ls")
+    votes = result.votes
+    assert votes[["task_id", "question", "rater_id", "winner"]].values.tolist() == [
+        ["ls-41-prompt_alignment", "prompt_alignment", "1", "model_b"],  # model_b was shown on the left
+        ["ls-41-visual_quality", "visual_quality", "1", "model_a"],
+        ["ls-41-visual_quality", "visual_quality", "bo@x.org", "both_bad"],
+        ["ls-41-prompt_alignment", "prompt_alignment", "bo@x.org", "broken"],
+        ["given-prompt_alignment", "prompt_alignment", "1", "tie"],
+    ]
+    assert votes["is_gold"].tolist() == [False] * 4 + [True] and (votes["study_id"] == "ls").all()
+    assert votes["prompt_id"].tolist()[:2] == ["p41", "p41"]
+    assert votes["created_at"].iloc[0].startswith("2026-03-02T09:15:27")
+    reasons = dict(zip(result.rejected["row_number"], result.rejected["reason"], strict=True))
+    assert sorted(reasons) == [6, 7]  # the one bad answer of annotation 3, then the skipped annotation
+    assert "visual_quality: unknown winner choice 'sideways'" in reasons[6] and "skipped" in reasons[7]
+    # Each question's votes analyse on their own; the broken report is left out and listed.
+    from svd_core.evaluation.analyze import split_outcomes
+
+    rated, broken = split_outcomes(votes)
+    assert broken["task_id"].tolist() == ["ls-41-prompt_alignment"]
+    assert rated["winner"].tolist() == ["model_b", "model_a", "tie", "tie"]
+
+
+def test_label_studio_choices_that_name_no_question(tmp_path):
+    regions = [ls_region("q1", "Left", "a"), ls_region("q2", "Right", "b")]
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps([ls_task(5, "model_a", [ls_annotation(1, 5, 9, regions)])]))
+    refused = import_label_studio(str(path))
+    assert refused.votes.empty and "name no question" in refused.rejected["reason"].iloc[0]
+    mapped = import_label_studio(str(path), question_map={"q1": "overall", "q2": "visual_quality"})
+    assert mapped.votes[["question", "winner"]].values.tolist() == [
+        ["overall", "model_a"], ["visual_quality", "model_b"],
+    ]  # fmt: skip
+    with pytest.raises(InputError, match="unknown question"):
+        import_label_studio(str(path), question_map={"q1": "beauty"})
+    # Prefixed / suffixed names are read as the question they contain.
+    named = [ls_region("winner_overall", "Left", "a"), ls_region("visual_quality-choice", "Tie", "b")]
+    path.write_text(json.dumps([ls_task(6, "model_a", [ls_annotation(1, 6, 9, named)])]))
+    assert import_label_studio(str(path)).votes["question"].tolist() == ["overall", "visual_quality"]
+
+
 # --- the real arena battle export ----------------------------------------------------------------------
 ARENA_BATTLES = [
     # model_a, model_b, winner, judge, tstamp, turn, anony, language, question_id
@@ -208,7 +322,7 @@ def test_a_real_arena_battle_export_imports_and_ranks(tmp_path, suffix):
     assert votes["rater_id"].tolist()[:3] == ["arena_user_1", "arena_user_2", "arena_user_1"]
     assert votes["prompt_id"].tolist()[:3] == ["q01", "q02", "q03"]
     assert (votes["left"] == "model_a").all() and (votes["question"] == "overall").all()
-    assert votes["winner"].tolist()[:4] == ["model_a", "model_b", "tie", "tie"]
+    assert votes["winner"].tolist()[:4] == ["model_a", "model_b", "both_bad", "tie"]
     assert votes["created_at"].iloc[0].startswith("2024-12-04T08:13:20")
     with pytest.raises(InputError, match=r"2 of 8 rows .* above max_rejected_share=5%"):
         check_rejected(result, str(path))

@@ -21,6 +21,7 @@ from svd_core.evaluation.power import (
     win_rate_to_elo,
 )
 from svd_core.evaluation.stats import (
+    adjust_p_values,
     binomial_test,
     pair_counts,
     pair_win_rate,
@@ -205,3 +206,41 @@ def test_vote_categories_are_side_independent():
     assert table.tolist() == [[0, 2, 0], [0, 0, 1]]
     report = agreement_report(votes(rows, ["t1", "t1", "t2"]))
     assert report["tasks_with_2plus_votes"] == 1 and report["raw_agreement"] == 1.0
+
+
+def test_holm_and_bh_match_their_textbook_steps_and_never_lower_a_p_value():
+    raw = np.array([0.01, 0.04, 0.03, 0.005, np.nan])
+    # Holm: sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04 -> running max.
+    np.testing.assert_allclose(adjust_p_values(raw, "holm"), [0.03, 0.06, 0.06, 0.02, np.nan])
+    # BH: p_(k) m / k = 0.02, 0.02, 0.04, 0.04 -> running min from the top.
+    np.testing.assert_allclose(adjust_p_values(raw, "bh"), [0.02, 0.04, 0.04, 0.02, np.nan])
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        p = rng.uniform(0, 1, rng.integers(1, 30)) ** 3
+        for method in ("holm", "bh"):
+            adjusted = adjust_p_values(p, method)
+            assert (adjusted >= p - 1e-15).all() and (adjusted <= 1).all()
+            # Monotone: a smaller raw p-value never gets a larger adjusted one.
+            order = np.argsort(p)
+            assert (np.diff(adjusted[order]) >= -1e-15).all()
+        assert (adjust_p_values(p, "holm") >= adjust_p_values(p, "bh") - 1e-15).all()  # Holm is stricter
+    np.testing.assert_allclose(adjust_p_values([0.03]), [0.03])  # one test: nothing to correct
+    assert adjust_p_values([]).size == 0
+    with pytest.raises(ValueError, match="correction 'bonferroni'"):
+        adjust_p_values([0.1], "bonferroni")
+
+
+def test_both_bad_and_broken_answers_are_not_decisive_in_pair_statistics():
+    votes = pd.DataFrame(
+        {
+            "model_a": ["a", "a", "a", "a"],
+            "model_b": ["b", "b", "b", "b"],
+            "winner": ["model_a", "both_bad", "broken", "tie"],
+            "left": ["model_a"] * 4,
+            "rater_id": ["r1", "r2", "r3", "r4"],
+            "prompt_id": ["p1", "p2", "p3", "p4"],
+        }
+    )
+    row = pairwise_table(votes).iloc[0]
+    assert (row["decisive"], row["raters"], row["prompts"]) == (1, 1, 1)
+    assert position_bias(votes)["decisive_votes"] == 1

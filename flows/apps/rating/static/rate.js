@@ -1,23 +1,28 @@
-// Rating page: fetch the next task, play both videos in sync, send one vote per task.
+// Rating page: instructions first, then fetch the next task, play both videos in sync, report when each
+// video played to its end, and send one vote per task once both did (the server checks the same rules).
 "use strict";
 
 const token = document.body.dataset.token;
 const $ = (id) => document.getElementById(id);
+const api = (path) => `/api/rate/${encodeURIComponent(token)}/${path}`;
 
 // Two videos that start together, share play/pause and restart together once both reached the end
 // (native `loop` would let them drift apart when their lengths differ slightly).
 class SyncedPair {
-  constructor(left, right, button) {
+  constructor(left, right, button, onVideoEnded) {
     this.videos = [left, right];
     this.button = button;
     this.playing = false;
     this.generation = 0;
     this.starts = 0;
-    for (const video of this.videos) {
+    this.videos.forEach((video, i) => {
       video.muted = true;
       video.loop = false;
-      video.addEventListener("ended", () => this.onEnded());
-    }
+      video.addEventListener("ended", () => {
+        onVideoEnded(i === 0 ? "left" : "right", video);
+        this.onEnded();
+      });
+    });
     left.addEventListener("timeupdate", () => this.correctDrift());
     button.addEventListener("click", () => this.toggle());
   }
@@ -31,6 +36,7 @@ class SyncedPair {
     const results = await Promise.all(this.videos.map(whenPlayable));
     if (generation !== this.generation) return; // a newer task replaced this one meanwhile
     results.forEach((ok, i) => { $(i === 0 ? "error-left" : "error-right").hidden = ok; });
+    if (!results.every(Boolean)) showMessage("A video did not load: answer \u201cVideo broken\u201d.");
     this.restart();
   }
 
@@ -86,29 +92,96 @@ function whenPlayable(video) {
   });
 }
 
-const player = new SyncedPair($("video-left"), $("video-right"), $("play-pause"));
 const choiceButtons = Array.from(document.querySelectorAll("button[data-choice]"));
 let current = null;
 let busy = false;
+// What the server knows about the current task's viewing: videos reported ended, when votes unlock.
+let watch = null;
 
 function showMessage(text) {
   $("message").textContent = text;
   $("message").hidden = !text;
 }
 
+function watchReady() {
+  return Boolean(watch && watch.ended.left && watch.ended.right && performance.now() >= watch.unlockAt);
+}
+
+// Buttons follow the rules the server enforces: "Video broken" any time, the rest after the watch.
+function updateGate() {
+  const ready = watchReady();
+  for (const button of choiceButtons) {
+    button.disabled = busy || !current || (button.dataset.gated !== undefined && !ready);
+  }
+  document.body.dataset.watch = ready ? "ok" : "pending";
+  if (!watch) return;
+  const left = Math.max(0, (watch.unlockAt - performance.now()) / 1000);
+  const unplayed = ["left", "right"].filter((side) => !watch.ended[side]);
+  $("watch-status").textContent = ready
+    ? "You can answer now."
+    : unplayed.length
+      ? `Watch both videos to the end to unlock the answers (${unplayed.join(" and ")} still playing).`
+      : `Answers unlock in ${left.toFixed(1)} s.`;
+}
+setInterval(updateGate, 200);
+
+async function reportEnded(side, video) {
+  if (!current || !watch || watch.ended[side] || watch.reporting[side]) return;
+  const taskId = current.task_id;
+  // An `ended` from the previous task's video can arrive after the next task was rendered: skip it.
+  if (new URL(video.currentSrc || video.src, location.href).searchParams.get("task") !== taskId) return;
+  watch.reporting[side] = true;
+  try {
+    const response = await fetch(api("watched"), {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ task_id: taskId, side }),
+    });
+    if (watch && watch.taskId === taskId && response.ok) {
+      const state = await response.json();
+      watch.ended = state.watched;
+      watch.unlockAt = performance.now() + state.wait_seconds * 1000;
+    }
+  } catch (err) {
+    showMessage(`Could not reach the server (${err}); keep the page open and try again.`);
+  } finally {
+    if (watch && watch.taskId === taskId) watch.reporting[side] = false;
+    updateGate();
+  }
+}
+
+const player = new SyncedPair($("video-left"), $("video-right"), $("play-pause"), reportEnded);
+
 function render(state) {
   $("progress-bar").max = state.total;
   $("progress-bar").value = state.done;
+  $("instructions").hidden = state.acknowledged;
+  if (!state.acknowledged) {
+    current = null;
+    watch = null;
+    $("task").hidden = true;
+    $("done").hidden = true;
+    document.body.dataset.state = "instructions";
+    return;
+  }
   if (!state.task) {
     current = null;
+    watch = null;
     player.pause();
     $("progress-text").textContent = `All ${state.total} done`;
     $("task").hidden = true;
     $("done").hidden = false;
     document.body.dataset.state = "done";
+    updateGate();
     return;
   }
   current = state.task;
+  watch = {
+    taskId: state.task.task_id,
+    ended: { ...state.task.watched },
+    reporting: { left: false, right: false },
+    unlockAt: performance.now() + state.task.wait_seconds * 1000,
+  };
   $("progress-text").textContent = `Pair ${state.done + 1} of ${state.total}`;
   $("question").textContent = state.task.question_text;
   $("prompt").textContent = state.task.prompt;
@@ -120,25 +193,38 @@ function render(state) {
   $("done").hidden = true;
   document.body.dataset.taskId = state.task.task_id;
   document.body.dataset.state = "ready";
+  updateGate();
   player.load(state.task.left_url, state.task.right_url);
 }
 
-async function loadNext() {
-  const response = await fetch(`/api/rate/${encodeURIComponent(token)}/next`, { cache: "no-store" });
+async function send(path, body) {
+  const response = await fetch(api(path), {
+    method: body === undefined ? "GET" : "POST",
+    cache: "no-store",
+    headers: { "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
   if (!response.ok) {
     showMessage((await response.json().catch(() => ({}))).detail || `Server error ${response.status}`);
-    return;
+    return null;
   }
-  render(await response.json());
+  return response.json();
+}
+
+async function loadNext() {
+  const state = await send("next");
+  if (state) render(state);
 }
 
 async function vote(choice) {
-  if (!current || busy) return; // one request at a time: a double key press cannot vote twice
+  // One request at a time: a double key press cannot vote twice. Locked buttons mean: not yet.
+  const button = choiceButtons.find((b) => b.dataset.choice === choice);
+  if (!current || busy || (button && button.disabled)) return;
   busy = true;
-  choiceButtons.forEach((b) => { b.disabled = true; });
+  updateGate();
   document.body.dataset.state = "voting";
   try {
-    const response = await fetch(`/api/rate/${encodeURIComponent(token)}/vote`, {
+    const response = await fetch(api("vote"), {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ task_id: current.task_id, choice }),
@@ -146,7 +232,7 @@ async function vote(choice) {
     // 409: this task already had our vote (e.g. sent from another tab); move on either way.
     if (!response.ok && response.status !== 409) {
       showMessage((await response.json().catch(() => ({}))).detail || `Server error ${response.status}`);
-      document.body.dataset.state = "error";
+      document.body.dataset.state = response.status === 428 ? "refused" : "error";
       return;
     }
     showMessage("");
@@ -156,13 +242,18 @@ async function vote(choice) {
     document.body.dataset.state = "error";
   } finally {
     busy = false;
-    choiceButtons.forEach((b) => { b.disabled = false; });
+    updateGate();
   }
 }
 
-const KEYS = { ArrowLeft: "left", ArrowRight: "right", ArrowDown: "tie", t: "tie", T: "tie" };
+$("start").addEventListener("click", async () => {
+  const state = await send("acknowledge", {});
+  if (state) render(state);
+});
+
+const KEYS = { ArrowLeft: "left", ArrowRight: "right", ArrowDown: "tie", t: "tie", T: "tie", b: "both_bad", B: "both_bad" };
 document.addEventListener("keydown", (event) => {
-  if (event.repeat || event.altKey || event.ctrlKey || event.metaKey) return;
+  if (event.repeat || event.altKey || event.ctrlKey || event.metaKey || !current) return;
   if (event.key === " ") {
     event.preventDefault();
     player.toggle();

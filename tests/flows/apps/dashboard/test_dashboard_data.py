@@ -2,8 +2,12 @@
 
 The dataset build is logged by `flows.dataset_flow.step_track` after `build_filtered` ran on a seeded LVD
 table (clip_score left null, as when the CLIP scorer is off); models are registered with
-`flows.integrations.registry.register_pipeline` and promoted with `flows.integrations.registry.promote`; study and ablation runs log
-the artifacts the evaluation flows write. `populate_store` returns the numbers the page must show.
+`flows.integrations.registry.register_pipeline` and promoted with `flows.integrations.registry.promote`; a
+hand-written study run and an ablation run log the artifacts the evaluation flows write, and a second study
+is the real evaluation flow (`flows.eval_flow.run_study`: samples of both svd-video versions on the shipped
+eval set, the study design, synthetic votes, the analysis logged to MLflow) with only the diffusion model
+replaced by a frame generator (a moving bar; sampling a real pipeline takes minutes on CPU).
+`populate_store` returns the numbers the page must show.
 (No tests in this module: the dashboard test files import `populate_store`.)
 """
 
@@ -14,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
+import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -24,6 +30,8 @@ from svd_core.curation.config import DatasetBuildConfig
 from svd_core.curation.lvd import LvdSummary
 from svd_core.curation.publish import ValidationReport, build_filtered, write_table
 from svd_core.curation.subsets import synthetic_lvd_table
+from svd_core.evaluation import sampling
+from svd_core.evaluation.config import EvaluateConfig
 
 LEADERBOARD = pd.DataFrame(
     {
@@ -129,6 +137,51 @@ def log_ablation(folder: Path) -> str:
         return active.info.run_id
 
 
+SAMPLE_FRAMES, SAMPLE_SIZE, SAMPLE_FPS = 14, 64, 7
+
+
+def moving_bar(shade: int) -> sampling.Generator:
+    """Frames for one eval item: a bar sweeping right over a background of `shade` (per model)."""
+
+    def generate(item: Any) -> np.ndarray:
+        frames = np.full((SAMPLE_FRAMES, SAMPLE_SIZE, SAMPLE_SIZE, 3), shade, np.uint8)
+        frames[..., 2] = (item.seed * 37) % 256  # each prompt its own tint
+        for t in range(SAMPLE_FRAMES):
+            frames[t, :, 4 * t : 4 * t + 6] = 255
+        return frames
+
+    return generate
+
+
+def log_real_study(models: list[str]) -> dict[str, Any]:
+    """`svd eval run --model A --model B synthetic.enabled=true` through `eval_flow.run_study`, with the
+    diffusion model swapped for `moving_bar` frames; returns the study id and the logged run."""
+    from flows import eval_flow
+
+    cfg = EvaluateConfig.model_validate(
+        {
+            "sampling": {
+                "num_frames": SAMPLE_FRAMES,
+                "height": SAMPLE_SIZE,
+                "width": SAMPLE_SIZE,
+                "fps": SAMPLE_FPS,
+            },
+            "synthetic": {"enabled": True, "raters": 3},
+            "analysis": {"bootstrap_rounds": 20, "paper_elo_orderings": 0},
+        }
+    )
+    shades = iter([200, 90, 140, 60])
+    sizes = {"num_frames": SAMPLE_FRAMES, "height": SAMPLE_SIZE, "width": SAMPLE_SIZE}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sampling, "load_generator", lambda folder, sampling_cfg: (moving_bar(next(shades)), sizes))
+        result, design = eval_flow.run_study(models, cfg, "dash-study")
+    assert result is not None and result.synthetic
+    run = mlflow.search_runs(
+        search_all_experiments=True, filter_string="tags.`svd.study_id` = 'dash-study'", output_format="list"
+    )[0]
+    return {"study_id": design.study_id, "run_id": run.info.run_id, "tasks": design.tasks}
+
+
 def populate_store(root: Path) -> dict[str, Any]:
     """Fill the store SVD_HOME points at; `root` holds the data and the files logged as artifacts."""
     tracking.configure()
@@ -144,4 +197,5 @@ def populate_store(root: Path) -> dict[str, Any]:
         "models": {"image": image, "video1": video1, "video2": video2},
         "study_run": log_study(root / "study"),
         "ablation_run": log_ablation(root / "ablation"),
+        "real_study": log_real_study([video2, video1]),
     }

@@ -20,6 +20,7 @@ from flows.apps.rating import service
 from flows.apps.rating.app import create_app
 from flows.apps.rating.db import Database
 from svd_core.evaluation.schema import VOTE_COLUMNS
+from tests.flows.apps.rating.watching import open_and_watch, vote
 
 PG_HOST = os.environ.get("SVD_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("SVD_TEST_PG_PORT", "5432"))
@@ -97,12 +98,12 @@ def test_votes_on_postgres_count_once_and_persist(pg_url: str) -> None:
     with Database(pg_url) as db:
         tokens = service.create_study(db, study_id, tasks(), raters=2)
         token = tokens["rater-1"]
-        assert service.record_vote(db, token, "t0", "left")["winner"] == "model_a"
+        assert vote(db, token, "t0", "left")["winner"] == "model_a"
         with pytest.raises(service.DuplicateVoteError):
             service.record_vote(db, token, "t0", "right")
     with Database(pg_url) as reopened:  # new engine and event loop: what a server restart does
         assert service.next_task(reopened, token)["done"] == 1
-        service.record_vote(reopened, token, "t1", "right")
+        vote(reopened, token, "t1", "right")
         report = service.progress(reopened, study_id)
         assert report["votes"] == 2 and report["raters"][0]["gold_accuracy"] == 0.0
         votes = service.export_votes(reopened, study_id)
@@ -114,6 +115,7 @@ def test_app_on_postgres(pg_url: str) -> None:
     study_id = study_name("pg-app", pg_url)
     tokens = service.create_study(pg_url, study_id, tasks(), raters=1)
     token = tokens["rater-1"]
+    open_and_watch(pg_url, token, "t2")
     with TestClient(create_app(pg_url, admin_token="a")) as client:
         assert (
             client.post(f"/api/rate/{token}/vote", json={"task_id": "t2", "choice": "tie"}).status_code == 200

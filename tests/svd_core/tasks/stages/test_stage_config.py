@@ -61,6 +61,7 @@ def test_shipped_configs_load_and_overrides_apply() -> None:
         ("configs/train/paper/finetune.yaml", 768, 14, (320, 576)),
         ("configs/train/paper/finetune-576x1024-14.yaml", 768, 14, (576, 1024)),
         ("configs/train/paper/finetune-576x1024-25.yaml", 768, 25, (576, 1024)),
+        ("configs/train/paper/text-to-video-576x1024.yaml", 768, 14, (576, 1024)),
     ],
 )
 def test_paper_presets_keep_their_global_batch_on_any_number_of_ranks(path, batch, frames, size) -> None:
@@ -77,3 +78,10 @@ def test_paper_presets_keep_their_global_batch_on_any_number_of_ranks(path, batc
         load_config(TrainStageConfig, path, ["trainer.ranks=7"])
     with pytest.raises(ConfigError, match="width"):
         load_config(TrainStageConfig, "configs/train/finetune.yaml", ["width=100"])
+
+
+def test_a_bad_stream_setting_names_its_field() -> None:
+    with pytest.raises(ConfigError, match=r"data\.stream\.cache_bytes"):
+        load_config(TrainStageConfig, "configs/train/video.yaml", ["data.stream.cache_bytes=-1"])
+    cfg = load_config(TrainStageConfig, "configs/train/video.yaml", ["data.stream.cache_bytes=512MiB"])
+    assert cfg.data.stream.cache_bytes == 512 * 2**20
