@@ -529,9 +529,10 @@ def build_filtered(
     `lvd_uri` is a Parquet file or a folder of parts (any scheme). First the LVD table itself is validated
     under the name `source_gate` (None: not), before any filter runs: a broken scorer (a constant or mostly
     null score column) fails it, and then nothing is filtered or published. Every step runs out of core
-    on DuckDB (svd_core.curation.table_steps) within `engine.memory_limit_mb`; each table is staged as a
-    local Parquet file, validated from that file, then uploaded. Every table is validated before any is
-    published, so the published set never mixes a new LVD-F with an old LVD-10M-F; a failed gate raises
+    on DuckDB (svd_core.curation.table_steps) within `engine.memory_limit_mb`, or with `engine.engine:
+    dask` filter, funnel and subsets run on a Dask cluster (svd_core.curation.table_dask); each table is
+    staged as a local Parquet file, validated from that file, then uploaded. Every table is validated
+    before any is published, so the published set never mixes a new LVD-F with an old LVD-10M-F; a failed gate raises
     PublishBlockedError and leaves every previous version current. `include_lvd_f=False` builds only the
     subsets. Versions `in_use` (what registered models were trained on) survive retention. Returns a
     JSON-ready summary (per dataset: version, rows, files, kept fraction, validation
@@ -548,7 +549,17 @@ def build_filtered(
             raise PublishBlockedError(_source_blocked_message(lvd_uri, source_gate, source_report))
     with table_session(engine) as session:
         step(f"reading and filtering {lvd_uri}")
-        lvd_rows, staged, thresholds = _stage_tables(session, lvd_uri, filter_cfg, subset_cfg, include_lvd_f)
+        if engine is not None and engine.engine == "dask":  # filter, funnel and subsets on the cluster
+            from svd_core.curation import table_dask
+
+            lvd_rows, on_dask, thresholds = table_dask.stage_tables(
+                session, engine, lvd_uri, filter_cfg, subset_cfg, include_lvd_f
+            )
+            staged = [_Staged(name, path, funnel) for name, path, funnel in on_dask]
+        else:
+            lvd_rows, staged, thresholds = _stage_tables(
+                session, lvd_uri, filter_cfg, subset_cfg, include_lvd_f
+            )
         reports: dict[str, ValidationReport] = {}
         for item in staged:
             step(f"validating {item.name}")

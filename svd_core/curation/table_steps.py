@@ -12,6 +12,8 @@ view so no step holds the table in memory:
 - subsets: the clip ids stream out in batches, get the same keyed BLAKE2b rank as `subset_rank` and go
   to a local (clip_id, rank) Parquet file; DuckDB's spilling sort picks the k lowest and joins them back,
   so the subset holds the same rows, in the same order, as `random_subset` for the same seed.
+
+`TableEngineConfig.engine: dask` runs the same steps on a Dask cluster instead (table_dask, same results).
 """
 
 from __future__ import annotations
