@@ -73,11 +73,27 @@ def test_prepare_step_dir_replaces_only_partial_folders(tmp_path):
     assert ckpt.is_complete(done)
 
 
-def test_resume_needs_the_same_ranks_and_stage(tmp_path):
+def test_resume_needs_the_same_stage_and_other_ranks_only_where_they_reshard(tmp_path):
     info = ckpt.make_info(4, world_size=2, zero_stage=3, position=ckpt.DataPosition())
     ckpt.check_compatible(info, tmp_path, world_size=2, zero_stage=3)
-    with pytest.raises(InputError, match="ranks=2 zero_stage=3"):
-        ckpt.check_compatible(info, tmp_path, world_size=4, zero_stage=3)
+    ckpt.check_compatible(info, tmp_path, world_size=4, zero_stage=3)  # through a universal checkpoint
+    with pytest.raises(InputError, match="resume with zero_stage=3"):
+        ckpt.check_compatible(info, tmp_path, world_size=2, zero_stage=2)
+    stage2 = ckpt.make_info(4, world_size=2, zero_stage=2, position=ckpt.DataPosition())
+    ckpt.check_compatible(stage2, tmp_path, world_size=2, zero_stage=2)
+    with pytest.raises(InputError, match="ranks=2 unless the stage is 0 or 3"):
+        ckpt.check_compatible(stage2, tmp_path, world_size=1, zero_stage=2)
+    stage0 = ckpt.make_info(4, world_size=2, zero_stage=0, position=ckpt.DataPosition())
+    ckpt.check_compatible(stage0, tmp_path, world_size=1, zero_stage=0)  # every rank holds the full state
+
+
+def test_the_data_position_maps_to_another_number_of_ranks() -> None:
+    from svd_core.training.universal import position_for_world
+
+    assert position_for_world(6, old_world=2, new_world=1) == 12
+    assert position_for_world(6, old_world=2, new_world=4) == 3
+    with pytest.raises(InputError, match="cannot split evenly"):
+        position_for_world(3, old_world=2, new_world=4)
 
 
 def test_rank_state_round_trips_through_the_safe_loader(tmp_path):
