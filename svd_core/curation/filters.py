@@ -172,6 +172,29 @@ def _removal_summary(masks: dict[str, pd.Series], rows: int) -> str:
     return ", ".join(f"{name} drops {int((~mask).sum())}/{rows}" for name, mask in masks.items())
 
 
+def require_rows(rows: int, source: str) -> None:
+    """The input check every filter engine (pandas, DuckDB, Dask) makes first."""
+    if rows == 0:
+        raise InputError(
+            f"{source} has no rows; build LVD first (svd data build-lvd) or check the input path"
+        )
+
+
+def require_resolved(cfg: FilterConfig, thresholds: dict[str, ResolvedThreshold]) -> None:
+    """Every enabled score filter has a resolved threshold (all engines)."""
+    missing = [name for name, rule in cfg.scores.items() if rule.enabled and name not in thresholds]
+    if missing:
+        raise ConfigError(f"no resolved thresholds for enabled score filter(s) {missing}; resolve them first")
+
+
+def nothing_kept(rows: int, source: str, removed: str) -> EmptyResultError:
+    """The error of every engine when the filters keep no row; `removed` says what each filter dropped."""
+    return EmptyResultError(
+        f"the filters removed all {rows} rows of {source} ({removed}); nothing was published; "
+        "loosen the thresholds in the filter config or disable a filter"
+    )
+
+
 def apply_filters(
     table: pd.DataFrame,
     cfg: FilterConfig,
@@ -180,25 +203,17 @@ def apply_filters(
 ) -> FilterResult:
     """Filter `table` by `cfg`. Percentile thresholds resolve on `table` unless `thresholds` (absolute
     bounds resolved elsewhere, e.g. on full LVD for the LVD-10M-F subset) are given."""
-    if len(table) == 0:
-        raise InputError(
-            f"{source} has no rows; build LVD first (svd data build-lvd) or check the input path"
-        )
+    require_rows(len(table), source)
     _require_columns(table, ["clip_id", "duration_s"], source)
     if thresholds is None:
         thresholds = resolve_thresholds(table, cfg, source)
-    missing = [name for name, rule in cfg.scores.items() if rule.enabled and name not in thresholds]
-    if missing:
-        raise ConfigError(f"no resolved thresholds for enabled score filter(s) {missing}; resolve them first")
+    require_resolved(cfg, thresholds)
     masks = filter_masks(table, cfg, thresholds, source)
     keep = pd.Series(True, index=table.index)
     for mask in masks.values():
         keep &= mask
     if not keep.any():
-        raise EmptyResultError(
-            f"the filters removed all {len(table)} rows of {source} ({_removal_summary(masks, len(table))}); "
-            "nothing was published; loosen the thresholds in the filter config or disable a filter"
-        )
+        raise nothing_kept(len(table), source, _removal_summary(masks, len(table)))
     used = {name: thresholds[name] for name in SCORE_COLUMNS if name in masks}
     return FilterResult(
         kept=table.loc[keep].copy(), keep_mask=keep, masks=masks, thresholds=used, input_rows=len(table)

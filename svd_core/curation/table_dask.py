@@ -57,7 +57,14 @@ import pyarrow.parquet as pq
 
 from svd_core import storage as svd_io
 from svd_core.curation.config import FilterConfig, SubsetConfig, TableEngineConfig, ThresholdConfig
-from svd_core.curation.filters import EmptyResultError, ResolvedThreshold, _duration_mask, _score_mask
+from svd_core.curation.filters import (
+    ResolvedThreshold,
+    _duration_mask,
+    _score_mask,
+    nothing_kept,
+    require_resolved,
+    require_rows,
+)
 from svd_core.curation.funnel import QUANTILE_COLUMNS, Funnel, _number, assemble_funnel, percentile_key
 from svd_core.curation.schema import SCORE_COLUMNS
 from svd_core.curation.subsets import subset_rank, subset_size
@@ -608,18 +615,13 @@ def apply_filters(
 ) -> DaskFilter:
     """Filter `table` by `cfg`: the Dask twin of `table_steps.apply_filters` (same checks and errors)."""
     source = source or table.uri
-    if table.rows == 0:
-        raise InputError(
-            f"{source} has no rows; build LVD first (svd data build-lvd) or check the input path"
-        )
+    require_rows(table.rows, source)
     _require_columns(table, ["clip_id", "duration_s"], source)
     checked = _checked_columns(table, cfg, source)
     counts = _value_counts(client, table, tuple(checked))
     if thresholds is None:
         thresholds = resolve_thresholds(client, table, cfg, source, counts)
-    missing = [name for name, rule in cfg.scores.items() if rule.enabled and name not in thresholds]
-    if missing:
-        raise ConfigError(f"no resolved thresholds for enabled score filter(s) {missing}; resolve them first")
+    require_resolved(cfg, thresholds)
     for column, key in checked.items():
         _require_values(table, counts, column, key, source)
     names = tuple(n for n in cfg.order if cfg.is_active(n))
@@ -631,10 +633,7 @@ def apply_filters(
         removed = ", ".join(
             f"{name} drops {int(steps[6 + 6 * k])}/{table.rows}" for k, name in enumerate(names)
         )
-        raise EmptyResultError(
-            f"the filters removed all {table.rows} rows of {source} ({removed}); nothing was published; "
-            "loosen the thresholds in the filter config or disable a filter"
-        )
+        raise nothing_kept(table.rows, source, removed)
     return DaskFilter(table, cfg, names, used, kept, tuple(float(v) for v in steps))
 
 

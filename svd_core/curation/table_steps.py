@@ -26,7 +26,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from svd_core.curation.config import FilterConfig, SubsetConfig, ThresholdConfig
-from svd_core.curation.filters import EmptyResultError, ResolvedThreshold
+from svd_core.curation.filters import (
+    ResolvedThreshold,
+    nothing_kept,
+    require_resolved,
+    require_rows,
+)
 from svd_core.curation.funnel import QUANTILE_COLUMNS, Funnel, _number, assemble_funnel, percentile_key
 from svd_core.curation.schema import SCORE_COLUMNS
 from svd_core.curation.subsets import subset_rank, subset_size
@@ -195,16 +200,11 @@ def apply_filters(
 ) -> TableFilter:
     """Filter `view` by `cfg`: the out-of-core twin of `filters.apply_filters` (same checks and errors)."""
     source = source or view.uri
-    if view.rows == 0:
-        raise InputError(
-            f"{source} has no rows; build LVD first (svd data build-lvd) or check the input path"
-        )
+    require_rows(view.rows, source)
     _require_columns(view, ["clip_id", "duration_s"], source)
     if thresholds is None:
         thresholds = resolve_thresholds(session, view, cfg, source)
-    missing = [name for name, rule in cfg.scores.items() if rule.enabled and name not in thresholds]
-    if missing:
-        raise ConfigError(f"no resolved thresholds for enabled score filter(s) {missing}; resolve them first")
+    require_resolved(cfg, thresholds)
     predicates = filter_predicates(session, view, cfg, thresholds, source)
     used = {name: thresholds[name] for name in SCORE_COLUMNS if name in predicates}
     result = TableFilter(view, predicates, used, 0)
@@ -214,10 +214,7 @@ def apply_filters(
             f"{name} drops {session.scalar(f'SELECT count_if(NOT ({p})) FROM {view.ident}')}/{view.rows}"
             for name, p in predicates.items()
         )
-        raise EmptyResultError(
-            f"the filters removed all {view.rows} rows of {source} ({removed}); nothing was published; "
-            "loosen the thresholds in the filter config or disable a filter"
-        )
+        raise nothing_kept(view.rows, source, removed)
     return TableFilter(view, predicates, used, kept)
 
 
