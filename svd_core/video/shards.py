@@ -146,8 +146,9 @@ def _sidecar_bytes(offsets: dict[str, tuple[int, int]], shard_bytes: int) -> byt
 
 def read_range(uri: str, start: int, length: int) -> bytes:
     """Bytes [start, start + length) of the object at `uri` (fewer where it ends first), without fetching
-    the rest: a local file is read in place, a store with `read_range(uri, start, end)` serves the range,
-    any other scheme goes through fsspec's `cat_file` (s3fs for s3://, at the store's endpoint)."""
+    the rest: a local file is read in place, a store with `read_range(uri, start, end)` serves the range
+    (s3:// through the platform's S3Store: one ranged GET), any other scheme goes through fsspec's
+    `cat_file`."""
     if start < 0 or length < 0:
         raise ValueError(f"read_range({uri!r}, {start}, {length}): start and length must be >= 0")
     if svd_io.is_local(uri):
