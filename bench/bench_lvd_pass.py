@@ -46,7 +46,7 @@ from svd_core.video.decode import FrameSampler, iter_frames, probe_video, workin
 from svd_core.video.frames import SampledFrames
 from svd_core.video.sample import FPS, GROUND_TRUTH, Shot, ShotRenderer, encode_frames, write_sample_set
 
-CFG = LvdConfig(cuts=CutConfig(detector="transnet"))  # the learned detector (the default is cascade)
+CFG = LvdConfig(cuts=CutConfig(detector="transnet"))  # the learned detector (the default)
 CASCADE = LvdConfig(cuts=CutConfig(detector="cascade"))
 COPY = CFG.model_copy(update={"clips": ClipConfig(mode="copy")})
 COPY_CASCADE = CASCADE.model_copy(update={"clips": ClipConfig(mode="copy")})

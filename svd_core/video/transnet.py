@@ -36,7 +36,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import av
 import cv2
@@ -278,13 +278,30 @@ def frame_jumps(x: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
     return d, ratio
 
 
-def _motion_explains(a: np.ndarray, b: np.ndarray, limit: float) -> bool:
+def _close(a: np.ndarray, b: np.ndarray, limit: float, lighting: bool) -> bool:
+    """Mean |a - b| below `limit`, or (`lighting`) that of b and the global gain and offset of a that fit b
+    best (least squares): a light dimming or an exposure ramp changes every pixel alike."""
+    if float(np.abs(a - b).mean()) < limit:
+        return True
+    if not lighting:
+        return False
+    fa, fb = a.reshape(-1).astype(np.float64), b.reshape(-1).astype(np.float64)
+    var = float(fa.var())
+    if var < 1e-6:
+        return False
+    gain = float(((fa - fa.mean()) * (fb - fb.mean())).mean()) / var
+    return float(np.abs(gain * (fa - fa.mean()) + fb.mean() - fb).mean()) < limit
+
+
+def _motion_explains(a: np.ndarray, b: np.ndarray, limit: float, lighting: bool = False) -> bool:
     """Does a global camera motion bring `a` within `limit` of `b` (48x27 RGB, flattened)?
 
     First a whole-pixel translation (phase correlation on grey); if that leaves too much, an affine motion
     (pan, zoom, rotation; ECC on grey, started from the translation) compared on the interior, so the
     border a zoom or pan brings in does not count. A dissolve or fade stays far from either end whatever
     the motion model; a zoom, which the translation alone does not explain, comes within the limit.
+    With `lighting`, a global gain and offset may change too (ECC's correlation ignores them anyway): a
+    light dimming or an exposure ramp, on its own or during a pan, is explained as well.
     """
     ra, rb = a.reshape((*INPUT_HW, 3)), b.reshape((*INPUT_HW, 3))
     ga, gb = ra.mean(axis=2).astype(np.float32), rb.mean(axis=2).astype(np.float32)
@@ -294,7 +311,7 @@ def _motion_explains(a: np.ndarray, b: np.ndarray, limit: float) -> bool:
     if abs(sx) < w // 2 and abs(sy) < h // 2:
         xa = ra[max(0, -sy) : h - max(0, sy), max(0, -sx) : w - max(0, sx)]
         xb = rb[max(0, sy) : h - max(0, -sy), max(0, sx) : w - max(0, -sx)]
-        if float(np.abs(xa - xb).mean()) < limit:
+        if _close(xa, xb, limit, lighting):
             return True
     warp: Any = np.array([[1, 0, -dx], [0, 1, -dy]], np.float32)
     with contextlib.suppress(cv2.error):  # ECC did not converge: keep the translation
@@ -307,12 +324,22 @@ def _motion_explains(a: np.ndarray, b: np.ndarray, limit: float) -> bool:
         borderMode=cv2.BORDER_REPLICATE,
     )
     m = _ECC_BORDER
-    return float(np.abs(moved[m:-m, m:-m] - rb[m:-m, m:-m]).mean()) < limit
+    return _close(moved[m:-m, m:-m], rb[m:-m, m:-m], limit, lighting)
 
 
-def propose(
-    frames: np.ndarray, lo: int, hi: int, fps: float, cfg: TransNetConfig
-) -> tuple[list[tuple[int, int]], list[int]]:
+class Proposals(NamedTuple):
+    """What the proposer found among frames lo..hi-1 (indices within the frames it was given)."""
+
+    spans: list[tuple[int, int]]
+    """[lo, hi) frame ranges the network predicts (merged)."""
+    jumps: list[int]
+    """Clear jumps the jump rule decides alone (no network)."""
+    gradual: list[tuple[int, int]]
+    """The spans proposed as possible gradual transitions (merged; also inside `spans`): where the network
+    is asked again at a lower frame rate when it finds nothing at the full rate (`gradual_strides`)."""
+
+
+def propose(frames: np.ndarray, lo: int, hi: int, fps: float, cfg: TransNetConfig) -> Proposals:
     """Where a transition is possible among frames lo..hi-1: spans for the network and certain jumps.
 
     Spans ([lo, hi) frame ranges within `frames`) are permissive on purpose (the network decides): frame
@@ -340,7 +367,9 @@ def propose(
             jumps.append(i)
             continue
         spans.append((max(0, i - 2), min(n, i + 2)))
-    for lag_s in cfg.proposal_gradual_lags_s:
+    gradual: list[tuple[int, int]] = []
+    lags = zip(cfg.proposal_gradual_lags_s, cfg.proposal_max_residuals, cfg.proposal_min_run_s, strict=True)
+    for lag_s, max_residual, min_run_s in lags:
         lag = max(2, round(lag_s * fps))
         a = x[np.clip(idx - lag, 0, n - 1)]
         b = x[np.clip(idx + lag, 0, n - 1)]
@@ -353,25 +382,50 @@ def propose(
         alpha = np.einsum("ij,ij->i", m - a, chord) / norm2
         resid = m - a - alpha[:, None] * chord
         rel = np.sqrt(np.einsum("ij,ij->i", resid, resid) / norm2)
-        hit = ok & (rel <= cfg.proposal_max_residual) & (alpha >= 0.1) & (alpha <= 0.9)
+        hit = _runs_of(ok & (rel <= max_residual) & (alpha >= 0.1) & (alpha <= 0.9), round(min_run_s * fps))
         # A fade through black is a blend with black, not between its ends: a brightness dip instead.
         mean_a, mean_m, mean_b = a.mean(axis=1), m.mean(axis=1), b.mean(axis=1)
-        hit |= mean_m < cfg.proposal_fade_ratio * np.minimum(mean_a, mean_b)
-        half = max(2, lag // 2)
+        dip = mean_m < cfg.proposal_fade_ratio * np.minimum(mean_a, mean_b)
+        hit |= dip
+        # A blend held over a run (a loose lag) proposes the whole triple it was seen in: its middle may
+        # lie at the run's end (an asymmetric dissolve between two moving shots).
+        half = lag if min_run_s > 0 else max(2, lag // 2)
         covered = -1
         with _CV2_THREADS.hold(1):  # tiny images: OpenCV's thread start-up costs more than the work
             for k in np.nonzero(hit)[0]:
                 i = int(idx[k])
                 if i <= covered:
                     continue  # already inside a span from this lag
-                if _motion_explains(a[k], b[k], cfg.proposal_motion_min):
+                # A dip is left to the network: gain explains the way into (and out of) black.
+                if _explained(a[k], m[k], b[k], cfg.proposal_motion_min, lighting=not dip[k]):
                     # Camera motion: the next frame's triple is nearly the same one; a blend that starts
                     # there still shows in the triples after it (a gradual transition spans many frames).
                     covered = i + 1
                     continue
-                spans.append((max(0, i - half), min(n, i + half + 1)))
+                gradual.append((max(0, i - half), min(n, i + half + 1)))
                 covered = i + half
-    return _merge(spans), jumps
+    return Proposals(_merge(spans + gradual), jumps, _merge(gradual))
+
+
+def _explained(a: np.ndarray, m: np.ndarray, b: np.ndarray, limit: float, lighting: bool) -> bool:
+    """Camera motion (and lighting) explains a -> b, or each half a -> m and m -> b: over a long lag a zoom
+    or a fast pan moves too far for one global model, while the halves stay small. A blend of two shots
+    is explained by neither."""
+    if _motion_explains(a, b, limit, lighting):
+        return True
+    return _motion_explains(a, m, limit, lighting) and _motion_explains(m, b, limit, lighting)
+
+
+def _runs_of(hit: np.ndarray, length: int) -> np.ndarray:
+    """`hit`, keeping only runs of at least `length` consecutive True values (<= 1: unchanged)."""
+    if length <= 1 or not hit.any():
+        return hit
+    edges = np.diff(np.concatenate([[0], hit.astype(np.int8), [0]]))
+    out = np.zeros_like(hit)
+    for lo, hi in zip(np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0], strict=True):
+        if hi - lo >= length:
+            out[lo:hi] = True
+    return out
 
 
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -400,7 +454,33 @@ def _is_flash(x: np.ndarray, lo: int, hi: int, window: int, cfg: TransNetConfig)
         gaps = np.abs(after - pre).reshape(len(after), -1).mean(axis=1)
         if jump > 0 and float(gaps.min()) < cfg.flash_return_ratio * jump:
             return True
-    return False
+    return _flash_during_motion(x, lo, hi, window, cfg)
+
+
+def _flash_during_motion(x: np.ndarray, lo: int, hi: int, window: int, cfg: TransNetConfig) -> bool:
+    """A flash while the camera moves, near the event lo..hi: a run of at most `window` frames far brighter
+    than the frames just before and after it, and a global camera motion brings the frame before onto the
+    frame after (or the one after that). A cut into a brighter shot has no "after" that is darker again;
+    a cut into a fast pan has no bright run between."""
+    n = len(x)
+    start, stop = max(0, lo - window), min(n, hi + window + 1)
+    luma = x[start:stop].reshape(stop - start, -1).mean(axis=1)
+    near = slice(max(lo - 3, start) - start, min(hi + 4, stop) - start)
+    peak = near.start + int(np.argmax(luma[near]))
+    bright = luma[peak] - cfg.flash_luma_min
+    before, after = peak, peak
+    while before >= 0 and luma[before] > bright:
+        before -= 1
+    while after < len(luma) and luma[after] > bright:
+        after += 1
+    if before < 0 or after >= len(luma) or after - before - 1 > window:
+        return False
+    pre = x[start + before]
+    with _CV2_THREADS.hold(1):
+        return any(
+            _motion_explains(pre, x[k], cfg.proposal_motion_min)
+            for k in range(start + after, min(stop, start + after + 2))
+        )
 
 
 def _extent(many: np.ndarray, lo: int, hi: int, threshold: float) -> tuple[int, int]:
@@ -436,8 +516,45 @@ def transitions(
     the stream indices of the run of frames it was decided from (its first and last frame)."""
     x = frames.astype(np.float32)
     window = max(2, round(cfg.flash_window_s * fps))
-    above = np.nan_to_num(single, nan=0.0) > cfg.threshold
     many = np.nan_to_num(many, nan=0.0)
+    found = _runs(single, many, x, cfg, window, first_index, cfg.threshold)
+    if cfg.fade_threshold < cfg.threshold:
+        # TransNetV2 scores fades through black low (0.50-0.57 on the real set, 0.496 on a 0.6 s fade of
+        # the sample set): a weaker run whose middle frame is dark is taken too, as a fade.
+        spans = [_span(*f) for f in found]
+        for cut, lo, hi in _runs(single, many, x, cfg, window, first_index, cfg.fade_threshold):
+            a, b = _span(cut, lo, hi)
+            if cut.kind == "fade" and not any(s_lo <= b and a <= s_hi for s_lo, s_hi in spans):
+                found.append((cut, lo, hi))
+                spans.append((a, b))
+    # Hard cuts the network scored low: a jump that stands out strongly and is not a flash.
+    d, ratio = frame_jumps(x, fps)
+    taken = [c.frame - first_index for c, _, _ in found]
+    for k in np.nonzero((d >= cfg.jump_min) & (ratio >= cfg.jump_ratio))[0]:
+        i = int(k)
+        if any(abs(i - t) <= 2 for t in taken) or _is_flash(x, i, i, window, cfg):
+            continue
+        found.append(
+            (
+                Cut(i + first_index, "hard", 1.0 if np.isnan(single[i - 1]) else float(single[i - 1])),
+                i - 1 + first_index,
+                i - 1 + first_index,
+            )
+        )
+    return sorted(found, key=lambda f: f[1])
+
+
+def _runs(
+    single: np.ndarray,
+    many: np.ndarray,
+    x: np.ndarray,
+    cfg: TransNetConfig,
+    window: int,
+    first_index: int,
+    threshold: float,
+) -> list[tuple[Cut, int, int]]:
+    """One cut per run of frames whose single-frame probability exceeds `threshold` (flashes left out)."""
+    above = np.nan_to_num(single, nan=0.0) > threshold
     found: list[tuple[Cut, int, int]] = []
     edges = np.diff(np.concatenate([[0], above.astype(np.int8), [0]]))
     for run_lo, run_hi in zip(np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0] - 1, strict=True):
@@ -457,21 +574,7 @@ def transitions(
                 (ext_lo + first_index, ext_hi + first_index),
             )
         found.append((cut, lo + first_index, hi + first_index))
-    # Hard cuts the network scored low: a jump that stands out strongly and is not a flash.
-    d, ratio = frame_jumps(x, fps)
-    taken = [c.frame - first_index for c, _, _ in found]
-    for k in np.nonzero((d >= cfg.jump_min) & (ratio >= cfg.jump_ratio))[0]:
-        i = int(k)
-        if any(abs(i - t) <= 2 for t in taken) or _is_flash(x, i, i, window, cfg):
-            continue
-        found.append(
-            (
-                Cut(i + first_index, "hard", 1.0 if np.isnan(single[i - 1]) else float(single[i - 1])),
-                i - 1 + first_index,
-                i - 1 + first_index,
-            )
-        )
-    return sorted(found, key=lambda f: f[1])
+    return found
 
 
 @dataclass
@@ -501,7 +604,9 @@ class StreamingTransNetDetector:
         self.fps = fps
         self.model = load_transnet(device)
         max_lag = max((max(2, round(s * fps)) for s in self.cfg.proposal_gradual_lags_s), default=2)
-        self.margin = max(self.cfg.context_frames, max_lag + round(0.2 * fps)) + 2
+        # A strided prediction reaches stride x (half its core + context) frames past a proposal's middle.
+        strided = max(self.cfg.gradual_strides, default=0) * (STRIDED_HALF + self.cfg.context_frames)
+        self.margin = max(self.cfg.context_frames, max_lag + round(0.2 * fps), strided) + 2
         self.chunk = max(self.cfg.window_core, int(np.ceil(chunk_s * fps)))
         self.frames: list[np.ndarray] = []
         self.single: list[float] = []
@@ -509,6 +614,8 @@ class StreamingTransNetDetector:
         self.first = 0
         self.decided = 0
         self.ready: list[Cut] = []
+        self.emitted: list[tuple[int, int]] = []
+        """Extents (or frames) of the cuts already handed out that a later decision could find again."""
         self.stats = TransNetStats()
 
     def push(self, frame48: np.ndarray, time_s: float | None = None) -> None:
@@ -539,7 +646,10 @@ class StreamingTransNetDetector:
         frames = np.stack(self.frames)
         lo, hi = self.decided - self.first, until - self.first
         single, many = np.asarray(self.single, np.float32), np.asarray(self.many, np.float32)
-        spans, jumps = propose(frames, lo, hi, self.fps, self.cfg) if self.cfg.proposals else ([(lo, hi)], [])
+        if self.cfg.proposals:
+            spans, jumps, gradual = propose(frames, lo, hi, self.fps, self.cfg)
+        else:
+            spans, jumps, gradual = [(lo, hi)], [], [(lo, hi)]
         self.stats.jumps += [j + self.first for j in jumps]
         # Predict only frames being decided: a frame past `hi` would see padding instead of its context.
         spans = _merge([(max(s, lo), min(e, hi)) for s, e in spans if min(e, hi) > max(s, lo)])
@@ -559,17 +669,126 @@ class StreamingTransNetDetector:
             todo = list(_uncomputed(single, _merge(_extent_gaps(found, single, lo, hi, self.first))))
             if not todo:
                 break
+        gradual = [(max(s, lo), min(e, hi)) for s, e in gradual if min(e, hi) > max(s, lo)]
+        # Hard cuts block a strided look; a gradual one found at the full rate does not: a dissolve longer
+        # than TransNetV2 learned is often seen there only in part, and the longer extent wins.
+        taken = self.emitted + [_span(*f) for f in found if f[0].extent is None]
+        strided = strided_transitions(
+            self.model, frames, gradual, taken, self.cfg, self.fps, self.first, self.stats
+        )
+        for hit in strided:
+            span = _span(*hit)
+            rivals = [f for f in found if f[0].extent is not None and _overlaps(_span(*f), [span])]
+            if all(span[1] - span[0] > _span(*f)[1] - _span(*f)[0] for f in rivals):
+                found = [f for f in found if f not in rivals] + [hit]
         self.single, self.many = single.tolist(), many.tolist()
         decided_until = until
         open_runs = [run_lo for _, run_lo, run_hi in found if run_hi >= until - 1 and run_lo < until]
         if not final and open_runs:
             # Still above threshold at the chunk's last frame: the transition may go on; decide it later.
             decided_until = max(self.decided, min(open_runs))
-        self.ready += [cut for cut, run_lo, _ in found if self.decided <= run_lo < decided_until]
+        new_cuts = [
+            (cut, run_lo, run_hi)
+            for cut, run_lo, run_hi in found
+            if self.decided <= run_lo < decided_until
+            and not _overlaps(_span(cut, run_lo, run_hi), self.emitted)
+        ]
+        self.ready += [cut for cut, _, _ in new_cuts]
+        self.emitted = [e for e in self.emitted if e[1] >= decided_until - self.margin] + [
+            _span(*f) for f in new_cuts
+        ]
         self.decided = decided_until
         drop = max(0, self.decided - self.margin - self.first)
         del self.frames[:drop], self.single[:drop], self.many[:drop]
         self.first += drop
+
+
+STRIDED_HALF = 16
+"""Frames (at the lower rate) predicted on each side of a gradual proposal's middle by `strided_transitions`:
+at stride 2, +-32 frames, a whole 2.5 s dissolve at 25 fps."""
+
+
+def _overlaps(span: tuple[int, int], spans: list[tuple[int, int]]) -> bool:
+    """Does `span` share a frame with any of `spans` (a transition already handed out: a strided detection
+    is handed out by its middle, and the next decision may find the same dissolve at the full rate)?"""
+    return any(lo <= span[1] and span[0] <= hi for lo, hi in spans)
+
+
+def _span(cut: Cut, run_lo: int, run_hi: int) -> tuple[int, int]:
+    lo, hi = cut.extent if cut.extent is not None else (run_lo, run_hi)
+    return min(lo, cut.frame), max(hi, cut.frame)
+
+
+def strided_transitions(
+    model: torch.nn.Module,
+    frames: np.ndarray,
+    gradual: list[tuple[int, int]],
+    taken: list[tuple[int, int]],
+    cfg: TransNetConfig,
+    fps: float,
+    first: int,
+    stats: TransNetStats | None = None,
+) -> list[tuple[Cut, int, int]]:
+    """Dissolves and fades the network finds on every k-th frame (k in `cfg.gradual_strides`) around the
+    gradual proposals (spans within `frames`) where nothing was found yet (`taken`: stream-index spans).
+
+    TransNetV2 learned dissolves up to about a second long; on every 2nd frame a 2 s dissolve looks like a
+    1 s one. Each proposal is predicted once per stride, in a window of 2 x STRIDED_HALF + 1 frames at the
+    lower rate with the usual context, until one stride finds a gradual transition. Hard cuts from these
+    predictions are ignored (the full rate decides those). Returns (cut, first, last) in stream indices,
+    first = last = the cut's frame (its middle), so a decision boundary never splits one.
+    """
+    out: list[tuple[Cut, int, int]] = []
+    ctx = cfg.context_frames
+    reach = max(cfg.gradual_strides, default=0) * STRIDED_HALF
+    for g_lo, g_hi in gradual:
+        a, b = g_lo + first, g_hi - 1 + first
+        if any(lo - reach <= b and a <= hi + reach for lo, hi in taken + [_span(*f) for f in out]):
+            continue  # a transition already found there (or from a neighbouring proposal)
+        for stride in cfg.gradual_strides:
+            hits, idx = _strided_hits(model, frames, (g_lo + g_hi) // 2, stride, cfg, fps, stats)
+            if not hits:
+                continue
+            edges = (ctx, len(idx) - ctx - 1)
+            if len(hits) == 1 and (hits[0][1][0] <= edges[0] or hits[0][1][1] >= edges[1]):
+                # The proposal was off the transition's middle and the window cut its extent: once more,
+                # centred on what was found.
+                again, idx_again = _strided_hits(
+                    model, frames, int(idx[hits[0][0].frame]), stride, cfg, fps, stats
+                )
+                if again:
+                    hits, idx = again, idx_again
+            for cut, (e_lo, e_hi) in hits:
+                lo, hi = int(idx[e_lo]) + first, int(idx[e_hi]) + first
+                frame = (lo + hi + 1) // 2
+                out.append((Cut(frame, cut.kind, cut.score, (lo, hi)), frame, frame))
+            break
+    return out
+
+
+def _strided_hits(
+    model: torch.nn.Module,
+    frames: np.ndarray,
+    middle: int,
+    stride: int,
+    cfg: TransNetConfig,
+    fps: float,
+    stats: TransNetStats | None,
+) -> tuple[list[tuple[Cut, tuple[int, int]]], np.ndarray]:
+    """Gradual transitions (cut, extent in window positions) on every `stride`-th frame around `middle`, and
+    the frame index of each window position."""
+    ctx = cfg.context_frames
+    idx = np.clip(
+        middle + stride * np.arange(-STRIDED_HALF - ctx, STRIDED_HALF + ctx + 1), 0, len(frames) - 1
+    )
+    sub = frames[idx]
+    single, many = predict_windows(model, sub, [(ctx, len(idx) - ctx)], cfg, stats)
+    hits = [
+        (cut, ext)
+        for cut, _, _ in transitions(single, many, sub, cfg, fps / stride)
+        if cut.kind != "hard" and (ext := cut.extent) is not None
+    ]
+    return hits, idx
 
 
 def _extent_gaps(
