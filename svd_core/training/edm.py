@@ -6,6 +6,9 @@ Reference values followed (Stability-AI/generative-models, sgm/modules/diffusion
   The denoiser is D(x; s) = c_skip * x + c_out * F(c_in * x, c_noise): F is a v-prediction, which is why
   diffusers' `EulerDiscreteScheduler(prediction_type="v_prediction", timestep_type="continuous")` samples
   the trained network unchanged.
+- `DiscreteDenoiser` (SD 2.1's configs): a discrete-time model reads the timestep t of a 1000-step DDPM
+  schedule instead of c_noise; `sigma_to_timestep` gives it (objective.noise_conditioning=discrete), the
+  mapping diffusers' `EulerDiscreteScheduler(timestep_type="discrete")` samples with.
 - `loss_weighting.VWeighting` = `EDMWeighting(sigma_data=1)`: w(s) = (s^2 + 1) / s^2.
 - `sigma_sampling.EDMSampling`: ln s ~ N(P_mean, P_std^2), one sigma PER SAMPLE (not one per batch);
   paper section 4 uses P_mean 0.7, P_std 1.6 for video (EDM's image defaults are -1.2 / 1.2).
@@ -19,8 +22,9 @@ Reference values followed (Stability-AI/generative-models, sgm/modules/diffusion
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -36,15 +40,40 @@ class EdmScalings:
     c_noise: torch.Tensor
 
 
-def v_scalings(sigma: torch.Tensor) -> EdmScalings:
-    """VScalingWithEDMcNoise for a 1-D tensor of per-sample sigmas."""
+def v_scalings(sigma: torch.Tensor, log_sigmas: torch.Tensor | None = None) -> EdmScalings:
+    """VScalingWithEDMcNoise for a 1-D tensor of per-sample sigmas; with `log_sigmas` (a discrete-time
+    schedule, `discrete_log_sigmas`) c_noise is the schedule's timestep instead (`sigma_to_timestep`)."""
     denom = sigma**2 + 1.0
     return EdmScalings(
         c_skip=1.0 / denom,
         c_out=-sigma / denom.sqrt(),
         c_in=1.0 / denom.sqrt(),
-        c_noise=0.25 * sigma.log(),
+        c_noise=0.25 * sigma.log() if log_sigmas is None else sigma_to_timestep(sigma, log_sigmas),
     )
+
+
+def discrete_log_sigmas(scheduler_config: Mapping[str, Any]) -> torch.Tensor:
+    """ln sigma_t, t = 0..T-1, of the discrete-time DDPM schedule a scheduler config describes
+    (num_train_timesteps, beta_start/end, beta_schedule), computed by diffusers as its samplers do."""
+    from diffusers import EulerDiscreteScheduler
+
+    scheduler = EulerDiscreteScheduler.from_config({**scheduler_config, "timestep_type": "discrete"})
+    alphas = scheduler.alphas_cumprod.double()
+    return (((1 - alphas) / alphas) ** 0.5).log().float()
+
+
+def sigma_to_timestep(sigma: torch.Tensor, log_sigmas: torch.Tensor) -> torch.Tensor:
+    """The fractional timestep of a discrete-time model whose sigma is `sigma`: ln sigma interpolated
+    linearly between the schedule's neighbouring steps and clipped to [0, T-1], the mapping diffusers'
+    `EulerDiscreteScheduler(timestep_type="discrete")` uses when it samples (so training and sampling feed
+    the network the same values)."""
+    log_sigmas = log_sigmas.to(sigma.device, torch.float32)
+    log_sigma = sigma.float().clamp_min(1e-10).log()
+    below = (log_sigma[None, :] - log_sigmas[:, None]) >= 0  # (T, B)
+    low = below.int().cumsum(0).argmax(0).clamp(max=log_sigmas.shape[0] - 2)
+    lo, hi = log_sigmas[low], log_sigmas[low + 1]
+    w = ((lo - log_sigma) / (lo - hi)).clamp(0, 1)
+    return (1 - w) * low + w * (low + 1)
 
 
 def loss_weight(sigma: torch.Tensor) -> torch.Tensor:
@@ -123,18 +152,20 @@ def edm_loss(
     generator: torch.Generator,
     concat: torch.Tensor | None = None,
     channel_dim: int = 2,
+    log_sigmas: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Weighted denoising loss (fp32 scalar) for clean latents x0 (batch first).
 
     `concat` (same shape as x0 except channels) is appended along `channel_dim` to the c_in-scaled noisy
     input, unscaled (image-to-video conditioning). For a video UNet (B, T, C, h, w) the channels are dim 2;
-    for the 2D image UNet (B, C, h, w) pass channel_dim=1.
+    for the 2D image UNet (B, C, h, w) pass channel_dim=1. `log_sigmas`: the network takes discrete-time
+    timesteps (`v_scalings`).
     """
     x0 = x0.float()
     sigma = sample_sigma(x0.shape[0], p_mean, p_std, generator, x0.device)
     noise = _randn(tuple(x0.shape), generator, x0.device)
     noisy = x0 + _per_sample(sigma, x0) * noise
-    s = v_scalings(sigma)
+    s = v_scalings(sigma, log_sigmas)
     net_in = _per_sample(s.c_in, x0) * noisy
     if concat is not None:
         net_in = torch.cat([net_in, concat.float()], dim=channel_dim)

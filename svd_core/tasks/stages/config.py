@@ -31,6 +31,13 @@ class ObjectiveConfig(_Section):
     finetunes 1.0; text-to-video high-res 0.5; EDM's image default -1.2)."""
     p_std: float = Field(1.6, gt=0)
     """Std of ln(sigma) (paper video: 1.6; text-to-video high-res 1.4; EDM image default 1.2)."""
+    noise_conditioning: Literal["continuous", "discrete"] = "continuous"
+    """What the UNet is told about the noise level. `continuous`: c_noise = 0.25 ln(sigma), SVD's EDM
+    preconditioning (VScalingWithEDMcNoise). `discrete`: the fractional timestep t whose sigma_t in the
+    model's 1000-step DDPM schedule (its scheduler config) is sigma: what a discrete-time image model such as
+    SD 2.1 was trained on, so it denoises correctly from the first step. The paper adapts SD 2.1 to EDM's
+    continuous conditioning before video training: import it in stage I (`init.kind: import`) and train with
+    `continuous` (configs/train/paper/image.yaml); the exported scheduler samples with the same choice."""
     cond_aug_mean: float = -3.0
     """Mean of ln(cond_aug), the conditioning frame's pixel-noise level (paper: -3.0)."""
     cond_aug_std: float = Field(0.5, ge=0)
@@ -77,15 +84,18 @@ class DataConfig(_Section):
 
 
 class InitConfig(_Section):
-    kind: Literal["scratch", "pipeline", "inflate"] = "scratch"
+    kind: Literal["scratch", "pipeline", "inflate", "import"] = "scratch"
     """`scratch`: random weights from the preset (all components; only sensible for tiny runs). `pipeline`:
     every component from `pipeline_uri` (stage III, or stage I importing an image-stage folder). `inflate`:
-    stage II from a stage-I folder or image UNet at `image_unet_uri`."""
+    stage II from a stage-I folder or image UNet at `image_unet_uri`. `import`: stage I from the 2D image
+    UNet at `image_unet_uri` (SD 2.1's unet/), the other components from `pipeline_uri` or the preset: the
+    stage in which the paper adapts the image model to EDM (`objective.noise_conditioning`)."""
     pipeline_uri: str | None = None
     """Parent pipeline folder (local path, file:// or s3:// prefix), for kind=pipeline."""
     image_unet_uri: str | None = None
-    """kind=inflate: a stage-I export folder (its unet/, vae and encoders are used), or a pipeline folder
-    holding a UNet2DConditionModel unet/ such as SD 2.1 (then `pipeline_uri`, if set, supplies the rest)."""
+    """kind=inflate or import: a stage-I export folder (its unet/, vae and encoders are used), or a diffusers
+    UNet2DConditionModel folder such as SD 2.1's unet/ (then `pipeline_uri`, if set, supplies the rest). A
+    folder without our svd_model.json is taken as discrete-time (SD 2.1 is)."""
     mix_factor_init: float = 0.5
     """Initial AlphaBlender logit of inflated temporal layers (a = sigmoid(0.5) = 0.62: spatial dominant, as
     generative-models and diffusers default); the temporal paths start as identities either way."""
@@ -159,10 +169,19 @@ class TrainStageConfig(StageConfig):
         init = self.init
         if init.kind == "pipeline" and not init.pipeline_uri:
             raise ValueError("init.pipeline_uri: required when init.kind=pipeline")
+        if init.kind == "import":
+            if self.stage != "image":
+                raise ValueError(
+                    "init.kind: import brings a 2D image UNet into stage image; stage video uses inflate"
+                )
+            if not init.image_unet_uri:
+                raise ValueError(
+                    "init.image_unet_uri: required when init.kind=import (a 2D UNet folder such as SD 2.1's unet/)"
+                )
         if init.kind == "inflate":
             if self.stage == "image":
                 raise ValueError(
-                    "init.kind: inflate makes a video UNet; stage image uses scratch or pipeline"
+                    "init.kind: inflate makes a video UNet; stage image uses scratch, pipeline or import"
                 )
             if not init.image_unet_uri:
                 raise ValueError(

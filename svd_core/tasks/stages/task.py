@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from diffusers import EulerDiscreteScheduler
 
 from svd_core.config import validate_config
 from svd_core.data.latent_cache import CachedLatentDataset, LatentCache, cache_fingerprint, fill_cache
@@ -27,7 +28,7 @@ from svd_core.model.export import export_pipeline
 from svd_core.model.text_conditioning import tokenize
 from svd_core.tasks.stages.config import TrainStageConfig
 from svd_core.tasks.stages.initialize import initial_components
-from svd_core.training.edm import DropoutProbs, apply_dropout, edm_loss, sample_dropout
+from svd_core.training.edm import DropoutProbs, apply_dropout, discrete_log_sigmas, edm_loss, sample_dropout
 from svd_core.training.launch import launch
 from svd_core.training.trainer import TrainResult
 
@@ -131,7 +132,15 @@ class SvdTrainTask:
             return out.sample
 
         objective = self.cfg.objective
-        return edm_loss(network, x0, objective.p_mean, objective.p_std, generator, concat=concat)
+        return edm_loss(
+            network,
+            x0,
+            objective.p_mean,
+            objective.p_std,
+            generator,
+            concat=concat,
+            log_sigmas=self._log_sigmas(),
+        )
 
     def _image_loss(self, model, x0, context, generator) -> torch.Tensor:
         dtype = next(model.parameters()).dtype
@@ -140,7 +149,23 @@ class SvdTrainTask:
             return model(x.to(dtype), c_noise, encoder_hidden_states=context.to(dtype)).sample
 
         objective = self.cfg.objective
-        return edm_loss(network, x0, objective.p_mean, objective.p_std, generator, channel_dim=1)
+        return edm_loss(
+            network,
+            x0,
+            objective.p_mean,
+            objective.p_std,
+            generator,
+            channel_dim=1,
+            log_sigmas=self._log_sigmas(),
+        )
+
+    def _log_sigmas(self) -> torch.Tensor | None:
+        """The discrete-time schedule the UNet's timesteps index (objective.noise_conditioning=discrete)."""
+        if self.cfg.objective.noise_conditioning != "discrete":
+            return None
+        if getattr(self, "_discrete_log_sigmas", None) is None:
+            self._discrete_log_sigmas = discrete_log_sigmas(self.components.scheduler.config)
+        return self._discrete_log_sigmas
 
     def export(self, state_dict: dict[str, torch.Tensor], out_dir: Path) -> None:
         """Full trainable weights -> pipeline folder (StableVideoDiffusionPipeline in image mode)."""
@@ -158,7 +183,13 @@ class SvdTrainTask:
                 f"unexpected {result.unexpected_keys[:5]}; export the model this task built"
             )
         comp = self.components
-        frozen = dataclasses.replace(comp, unet=unet.eval())
+        # The exported sampler feeds the network what training fed it (diffusers maps sigma to the discrete
+        # timestep with the same interpolation as `sigma_to_timestep`).
+        timestep_type = "discrete" if self.cfg.objective.noise_conditioning == "discrete" else "continuous"
+        scheduler = EulerDiscreteScheduler.from_config(
+            {**comp.scheduler.config, "timestep_type": timestep_type}
+        )
+        frozen = dataclasses.replace(comp, unet=unet.eval(), scheduler=scheduler)
         for module in (frozen.vae, frozen.image_encoder, frozen.text_encoder):
             if module is not None:
                 module.to("cpu")
@@ -175,6 +206,7 @@ class SvdTrainTask:
             "height": cfg.height,
             "width": cfg.width,
             "fps_range": [cfg.data.fps_min, cfg.data.fps_max],
+            "noise_conditioning": cfg.objective.noise_conditioning,
             "config_hash": cfg.config_hash(),
         }
 
