@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
 import torch
-from diffusers import EulerDiscreteScheduler
+from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
 
 from svd_core.errors import ConfigError
 from svd_core.model.config import scheduler_config
@@ -43,7 +44,7 @@ def discrete_unet(table_uri: str, tmp_path_factory: pytest.TempPathFactory) -> P
     model, _ = train_steps(task, steps=2)
     folder = tmp_path_factory.mktemp("sd") / "unet"
     task.components.unet.load_state_dict(model.state_dict())
-    task.components.unet.save_pretrained(folder)
+    cast(UNet2DConditionModel, task.components.unet).save_pretrained(folder)
     return folder
 
 
@@ -70,7 +71,7 @@ def test_stage_one_imports_and_adapts_then_stage_two_inflates_the_export(
         objective={"p_mean": -1.2, "p_std": 1.2},
         init={"kind": "import", "image_unet_uri": str(discrete_unet)},
     )
-    imported = type(task.components.unet).from_pretrained(discrete_unet)
+    imported = UNet2DConditionModel.from_pretrained(discrete_unet)
     for name, tensor in imported.state_dict().items():
         assert torch.equal(task.components.unet.state_dict()[name], tensor), name
     # The discrete stage feeds the schedule's timesteps, the continuous one 0.25 ln(sigma)
