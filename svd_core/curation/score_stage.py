@@ -61,7 +61,7 @@ from svd_core.curation.schema import LVD_SCHEMA
 from svd_core.curation.scorer_base import ClipScorer, is_batched, score_many
 from svd_core.curation.table import Part, quote_ident, quote_str, table_session, write_manifest
 from svd_core.errors import ConfigError, InputError
-from svd_core.video.decode import FrameSampler, clip_display
+from svd_core.video.decode import ClipDisplay, FrameSampler
 from svd_core.video.frames import SampledFrames
 from svd_core.video.shards import open_clip
 
@@ -101,12 +101,12 @@ def clip_frames(clip_uri: str, cfg: ScoringConfig, width: int, height: int) -> S
     square-pixel and SDR as the LVD pass saw them (a stream-copied clip keeps its source's rotation, SAR
     and transfer)."""
     data = open_clip(clip_uri)
-    display = clip_display(data, clip_uri)
     sampler = FrameSampler(
         cfg.sample_fps, cfg.frames_max_short_side, (int(width), int(height)), cfg.key_frames_short_side
     )
     with av.open(io.BytesIO(data), mode="r") as container:
         stream = container.streams.video[0]
+        display = ClipDisplay(stream)
         start: float | None = None
         for frame in container.decode(stream):
             if frame.time is None:

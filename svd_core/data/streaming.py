@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 from svd_core import storage as svd_io
 from svd_core.data.config import StreamConfig
 from svd_core.errors import InputError, StorageError
-from svd_core.video.decode import DisplayConverter, clip_display
+from svd_core.video.decode import ClipDisplay
 from svd_core.video.shards import read_clip_range
 
 LOW_WATERMARK = 0.9
@@ -260,25 +260,23 @@ def decode_window(data: bytes, indices: Sequence[int], source: str, seek: bool =
         raise ValueError(f"clip {source}: no frame indices to decode")
     if min(indices) < 0:
         raise ValueError(f"clip {source}: frame indices must be >= 0, got {min(indices)}")
-    display = clip_display(data, source)  # stream-copied clips keep rotation, SAR, 10-bit/HDR
     try:
         if seek and min(indices) > 0:
             with av.open(io.BytesIO(data), "r") as container:
-                window = _decode_from_keyframe(container, indices, display)
+                window = _decode_from_keyframe(container, indices)
             if window is not None:
                 return window
         with av.open(io.BytesIO(data), "r") as container:
-            return _decode_from_start(container, indices, source, display)
+            return _decode_from_start(container, indices, source)
     except (av.error.FFmpegError, IndexError) as exc:
         raise InputError(f"clip {source} cannot be decoded ({exc.__class__.__name__}: {exc})") from exc
 
 
-def _decode_from_start(
-    container: Any, indices: Sequence[int], source: str, display: DisplayConverter
-) -> DecodedWindow:
+def _decode_from_start(container: Any, indices: Sequence[int], source: str) -> DecodedWindow:
     wanted, last = set(indices), max(indices)
     found: dict[int, np.ndarray] = {}
     decoded = 0
+    display = ClipDisplay(container.streams.video[0])  # stream-copied clips keep rotation, SAR, 10-bit/HDR
     for position, frame in enumerate(container.decode(video=0)):
         if position > last:
             break
@@ -294,9 +292,7 @@ def _decode_from_start(
     return DecodedWindow(np.stack([found[i] for i in indices]), decoded, 0, False)
 
 
-def _decode_from_keyframe(
-    container: Any, indices: Sequence[int], display: DisplayConverter
-) -> DecodedWindow | None:
+def _decode_from_keyframe(container: Any, indices: Sequence[int]) -> DecodedWindow | None:
     """The window decoded from the last keyframe at or before its first frame, or None when the clip's
     timestamps cannot place every frame (the caller then decodes from frame 0)."""
     stream = container.streams.video[0]
@@ -319,6 +315,7 @@ def _decode_from_keyframe(
     wanted = set(indices)
     found: dict[int, np.ndarray] = {}
     decoded = 0
+    display = ClipDisplay(stream)
     start_rank = rank[int(packets[start_at].pts)]
     for packet in packets[start_at:]:
         for frame in packet.decode():

@@ -8,7 +8,6 @@ reason; the LVD build quarantines them and goes on.
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass
@@ -271,7 +270,7 @@ def iter_frames(
             stream.codec_context.thread_count = threads
         start = stream.start_time or 0
         base = float(stream.time_base) if stream.time_base else 0.0
-        convert = DisplayConverter(probe, size)
+        convert = DisplayConverter.from_probe(probe, size)
         decoded: Iterable[av.VideoFrame] = container.decode(stream)
         if probe.deinterlace != "none":
             decoded = deinterlaced(decoded, stream, probe.deinterlace)
@@ -338,17 +337,35 @@ def _drain(graph: av.filter.Graph, time_base: Fraction | None) -> Generator[av.V
 
 class DisplayConverter:
     """Decoded frames -> upright (display matrix), square-pixel (sample aspect ratio), 8-bit BT.709 SDR
-    (10-bit, HDR and BT.2020 sources converted) yuv420p frames at `size` (display orientation; default:
-    the probe's display size). What the LVD pass does to every source frame; stream-copied clips
-    (`clips.mode: copy`) keep their source's rotation, SAR and transfer, so every reader of a clip file
-    (re-scoring, the training loader) converts through this too (`clip_display`)."""
+    (10-bit, HDR and BT.2020 sources converted) yuv420p frames at `size` (display orientation). What the
+    LVD pass does to every source frame; stream-copied clips (`clips.mode: copy`) keep their source's
+    rotation, SAR and transfer, so every reader of a clip file (re-scoring, the training loader) converts
+    through this too (`ClipDisplay`)."""
 
-    def __init__(self, probe: VideoProbe, size: tuple[int, int] | None = None):
-        size = size or (probe.width, probe.height)
-        self.turns = _quarter_turns(probe.rotation)
+    def __init__(self, rotation: int, size: tuple[int, int], transfer: Transfer, primaries: int):
+        self.turns = _quarter_turns(rotation)
         self.coded_size = (size[1], size[0]) if self.turns % 2 else size  # scale first, then rotate
-        self.sdr = SdrConverter(probe.transfer) if probe.color_converted else None
+        self.sdr = SdrConverter(transfer) if needs_conversion(transfer, primaries) else None
         self.reformatter = VideoReformatter()  # one per video: keeps its scaler, ~20x cheaper than per frame
+
+    @classmethod
+    def from_probe(cls, probe: VideoProbe, size: tuple[int, int] | None = None) -> DisplayConverter:
+        """For a probed source, at `size` (default: its display size)."""
+        size = size or (probe.width, probe.height)
+        return cls(probe.rotation, size, probe.transfer, probe.color_primaries)
+
+    @classmethod
+    def for_frame(cls, stream: av.VideoStream, frame: av.VideoFrame) -> DisplayConverter:
+        """From a stream and one of its decoded frames (the frame's tags, else the stream's), at display size."""
+        codec = stream.codec_context
+        sar_frac = codec.sample_aspect_ratio or stream.sample_aspect_ratio
+        sar = float(sar_frac) if sar_frac and sar_frac > 0 else 1.0
+        rotation = _quarter_turns(frame.rotation) * 90
+        size = (max(2, round(frame.width * sar)), frame.height)
+        if rotation % 180:
+            size = (size[1], size[0])
+        transfer = source_transfer(_tag(frame.color_trc, codec.color_trc))
+        return cls(rotation, size, transfer, _tag(frame.color_primaries, codec.color_primaries))
 
     def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
         if self.sdr is not None:
@@ -358,17 +375,19 @@ class DisplayConverter:
         return rotate_frame(working, self.turns)
 
 
-def clip_display(data: bytes, source: str) -> DisplayConverter:
-    """The display conversion of an encoded clip held in memory (its header and first frame are read).
-    Interlaced copied clips are not deinterlaced here (bwdif needs the stream's neighbouring fields)."""
-    cfg = DecodeConfig(max_pixels=2**40, deinterlace="off")
-    try:
-        with av.open(io.BytesIO(data), "r") as container:
-            return DisplayConverter(_probe_stream(container, source, cfg))
-    except BadVideo as exc:
-        raise InputError(f"clip {source} cannot be decoded: {exc.reason}") from None
-    except av.error.FFmpegError as exc:
-        raise InputError(f"clip {source} cannot be decoded ({exc.__class__.__name__}: {exc})") from exc
+class ClipDisplay:
+    """`DisplayConverter` for a reader of a stored clip, set up from the clip's stream and the first frame
+    it decodes (no separate probe pass). Interlaced copied clips are not deinterlaced here (bwdif needs
+    the stream's neighbouring fields from the start)."""
+
+    def __init__(self, stream: av.VideoStream):
+        self.stream = stream
+        self.convert: DisplayConverter | None = None
+
+    def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
+        if self.convert is None:
+            self.convert = DisplayConverter.for_frame(self.stream, frame)
+        return self.convert(frame)
 
 
 def to_working(

@@ -22,7 +22,7 @@ from svd_core.curation.score_stage import clip_frames
 from svd_core.data.streaming import decode_window
 from svd_core.errors import InputError
 from svd_core.video.clips import ClipOutput, split_video
-from svd_core.video.decode import clip_display, iter_frames, probe_video
+from svd_core.video.decode import iter_frames, probe_video
 from svd_core.video.real_set import load_photo
 
 COPY = LvdConfig(cuts=CutConfig(detector="cascade", min_clip_s=1.0), clips=ClipConfig(mode="copy"))
@@ -117,4 +117,4 @@ def test_rescoring_a_copied_phone_clip_samples_upright_frames(tmp_path: Path) ->
 
 def test_a_clip_that_is_not_a_video_names_the_clip() -> None:
     with pytest.raises(InputError, match=r"clip broken\.mp4 cannot be decoded"):
-        clip_display(b"not a video at all", "broken.mp4")
+        decode_window(b"not a video at all", [0, 1], "broken.mp4")
