@@ -227,8 +227,11 @@ class TransNetConfig(StageConfig):
     each with its own `proposal_max_residuals`. 0.2 s (strict) proposed every dissolve (0.4-2 s) and fade
     of the real set; 0.4 s (loose) adds dissolves between two moving shots and long dissolves with motion
     inside, whose middle frame is further from the line between its ends."""
-    proposal_gradual_min: float = Field(6.0, gt=0)
-    """Smallest difference (0-255) between x[i-L] and x[i+L] for a gradual proposal."""
+    proposal_gradual_min: tuple[float, ...] = (6.0, 24.0)
+    """Per lag: smallest difference (0-255) between x[i-L] and x[i+L] for a gradual proposal. At the loose
+    lag only large changes count: moving objects and zooms in textured shots passed its blend test for
+    whole seconds at 6 (a 60 s benchmark video: 152 proposals outside transitions; 0 at 24), while the
+    dissolves it is there for differ by 32-66."""
     proposal_max_residuals: tuple[float, ...] = (0.2, 0.5)
     """Per lag: x[i] must lie within this relative distance of the line x[i-L] -> x[i+L]. On the real set
     every dissolve reaches <= 0.16 at L = 0.2 s within 2 frames of its middle, while most other frames
@@ -258,6 +261,11 @@ class TransNetConfig(StageConfig):
     dissolves up to about a second: a 2 s dissolve (50 frames at 25 fps) scores < 0.5 at the full rate and
     0.78-0.93 on every 2nd frame (real set and sample set), while hard cuts, pans and flashes stay as they
     were. Only dissolves and fades are taken from these predictions. Empty: off."""
+    gradual_stride_below: float = Field(0.7, gt=0, le=1)
+    """A gradual transition found at the full rate whose peak probability is below this is predicted on
+    every k-th frame too, and the longer extent wins: TransNetV2 sees a 2 s dissolve at the full rate only
+    in part (peaks 0.48-0.55, its second half), while the dissolves it learned peak at 0.85-0.97. At or
+    above it the full-rate answer stands (no extra network time)."""
     flash_luma_min: float = Field(40.0, gt=0)
     """A flash during camera motion: frames at least this much brighter (mean RGB, 0-255) than the frames
     just before and after them, with a global camera motion bringing the content before onto the content
@@ -288,7 +296,7 @@ class TransNetConfig(StageConfig):
     @model_validator(mode="after")
     def _check(self) -> TransNetConfig:
         lags = len(self.proposal_gradual_lags_s)
-        for name in ("proposal_max_residuals", "proposal_min_run_s"):
+        for name in ("proposal_gradual_min", "proposal_max_residuals", "proposal_min_run_s"):
             if len(getattr(self, name)) != lags:
                 raise ValueError(
                     f"cuts.transnet.{name} needs one value per proposal_gradual_lags_s entry "

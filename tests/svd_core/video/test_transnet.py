@@ -185,9 +185,8 @@ def test_a_transition_whose_many_hot_output_sags_to_the_threshold_stays_whole() 
 @pytest.mark.parametrize("zoom", [0.15, -0.15])
 def test_proposer_lets_a_zoom_pass_and_flags_the_dissolve(tmp_path: Path, zoom: float) -> None:
     """A zoom at 48x27 looks like a blend of the frames around it and no translation explains it; the
-    affine motion model does, so at the strict 0.2 s lag only the dissolve (and the stream's first frames)
-    reach the network. The loose 0.4 s lag lets more of a zoom through (network time, not cuts): the
-    detector still finds the dissolve alone."""
+    affine motion model does, so only the dissolve (and the stream's first frames) reach the network. The
+    loose 0.4 s lag's change minimum keeps the zoom out too."""
     shots = [
         RealShot("astronaut", 3.0, zoom=zoom),
         RealShot("coffee", 2.0, zoom=zoom, transition="dissolve", transition_s=0.8),
@@ -196,14 +195,11 @@ def test_proposer_lets_a_zoom_pass_and_flags_the_dissolve(tmp_path: Path, zoom: 
     path = tmp_path / "zoom.mp4"
     encode_frames(frames, [i / FPS for i in range(n)], path=path)
     frames48 = read_frames48(path)
-    strict = TransNetConfig(
-        proposal_gradual_lags_s=(0.2,), proposal_max_residuals=(0.2,), proposal_min_run_s=(0,)
-    )
-    spans, jumps, _ = propose(frames48, 0, n, FPS, strict)
+    spans, jumps, _ = propose(frames48, 0, n, FPS, TransNetConfig())
     lo, hi = truth[0]["extent"]
     assert any(s <= truth[0]["frame"] < e for s, e in spans), spans
     assert jumps == []
-    assert all(e <= 5 or lo - 5 <= s < e <= hi + 5 for s, e in spans), spans
+    assert all(e <= 5 or lo - 20 <= s < e <= hi + 20 for s, e in spans), spans  # the loose lag: +-2L
     [(frame, kind)] = _found(frames48, TransNetConfig())
     assert kind == "dissolve" and abs(frame - truth[0]["frame"]) <= TOLERANCE
 
@@ -326,7 +322,10 @@ def test_a_dissolve_between_two_pans_is_proposed(tmp_path: Path) -> None:
     _, _, gradual = propose(frames, 0, len(frames), FPS, TransNetConfig())
     assert any(lo - 12 <= middle < hi + 12 for lo, hi in gradual), gradual
     strict = TransNetConfig(
-        proposal_gradual_lags_s=(0.2,), proposal_max_residuals=(0.2,), proposal_min_run_s=(0,)
+        proposal_gradual_lags_s=(0.2,),
+        proposal_gradual_min=(6.0,),
+        proposal_max_residuals=(0.2,),
+        proposal_min_run_s=(0,),
     )
     _, _, strict_gradual = propose(frames, 0, len(frames), FPS, strict)
     assert not any(lo - 12 <= middle < hi + 12 for lo, hi in strict_gradual), strict_gradual
