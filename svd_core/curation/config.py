@@ -222,23 +222,24 @@ class TransNetConfig(StageConfig):
     """Smallest frame-to-frame mean absolute difference (0-255, 48x27 RGB) proposed as a hard cut."""
     proposal_hard_ratio: float = Field(1.5, gt=1)
     """... and it must be this many times the median difference of its neighbours (0.2 s each side)."""
-    proposal_gradual_lags_s: tuple[float, ...] = (0.2, 0.4)
+    proposal_gradual_lags_s: tuple[float, ...] = (0.12, 0.2, 0.4)
     """Half-spans (s) at which sample triples x[i-L], x[i], x[i+L] are tested for a blend (dissolve/fade),
-    each with its own `proposal_max_residuals`. 0.2 s (strict) proposed every dissolve (0.4-2 s) and fade
-    of the real set; 0.4 s (loose) adds dissolves between two moving shots and long dissolves with motion
-    inside, whose middle frame is further from the line between its ends."""
-    proposal_gradual_min: tuple[float, ...] = (6.0, 24.0)
+    each with its own change minimum, residual and run length (the tuples below). 0.2 s (strict) proposed
+    every dissolve (0.4-2 s) and fade of the real set; 0.12 s (residual 0.3) adds short dissolves between
+    two moving shots (0.5 s between two pans: residual 0.24-0.33 at 0.12 s, >= 0.31 at 0.2 s); 0.4 s
+    (loose, held 0.4 s, large changes only) adds long ones between moving shots and into shots with motion
+    inside (a 1 s dissolve between two pans: 0.43-0.47; a 2 s one into a moving object: 0.31-0.33)."""
+    proposal_gradual_min: tuple[float, ...] = (6.0, 6.0, 24.0)
     """Per lag: smallest difference (0-255) between x[i-L] and x[i+L] for a gradual proposal. At the loose
     lag only large changes count: moving objects and zooms in textured shots passed its blend test for
     whole seconds at 6 (a 60 s benchmark video: 152 proposals outside transitions; 0 at 24), while the
     dissolves it is there for differ by 32-66."""
-    proposal_max_residuals: tuple[float, ...] = (0.2, 0.5)
-    """Per lag: x[i] must lie within this relative distance of the line x[i-L] -> x[i+L]. On the real set
-    every dissolve reaches <= 0.16 at L = 0.2 s within 2 frames of its middle, while most other frames
-    (pans, people moving) stay above; a 1 s dissolve between two pans stays at 0.43-0.47 at L = 0.4 s, a
-    2 s dissolve into a shot with a moving object at 0.31-0.33 (both missed at 0.2 s). Changes the camera
-    moves explain are dropped at every lag (`proposal_motion_min`)."""
-    proposal_min_run_s: tuple[float, ...] = (0.0, 0.4)
+    proposal_max_residuals: tuple[float, ...] = (0.3, 0.2, 0.5)
+    """Per lag: x[i] must lie within this relative distance of the line x[i-L] -> x[i+L]. At 0.2 s every
+    real-set dissolve reaches <= 0.16 within 2 frames of its middle, while most other frames (pans, people
+    moving) stay above. Changes the camera moves (or lighting) explain are dropped at every lag
+    (`proposal_motion_min`, `ECC_EXPLAINED`)."""
+    proposal_min_run_s: tuple[float, ...] = (0.0, 0.0, 0.4)
     """Per lag: a blend must hold for this long (consecutive frames) to be proposed. The middle of a
     dissolve is a blend for a while (0.5-1 s around a 1-2 s dissolve's middle at L = 0.4 s); people
     moving or a zoom look like one for a frame or two at the loose residual."""
