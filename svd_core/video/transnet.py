@@ -411,23 +411,14 @@ def propose(frames: np.ndarray, lo: int, hi: int, fps: float, cfg: TransNetConfi
                 if i <= covered:
                     continue  # already inside a span from this lag
                 # A dip is left to the network: gain explains the way into (and out of) black.
-                if _explained(a[k], m[k], b[k], cfg.proposal_motion_min, lighting=not dip[k]):
-                    # Camera motion: the next frame's triple is nearly the same one; a blend that starts
-                    # there still shows in the triples after it (a gradual transition spans many frames).
-                    covered = i + 1
+                if _motion_explains(a[k], b[k], cfg.proposal_motion_min, lighting=not dip[k]):
+                    # Camera motion: the next triples are nearly the same one; a blend that starts there
+                    # still shows in the triples after them (a gradual transition spans many frames).
+                    covered = i + max(1, lag // 2)
                     continue
                 gradual.append((max(0, i - half), min(n, i + half + 1)))
                 covered = i + half
     return Proposals(_merge(spans + gradual), jumps, _merge(gradual))
-
-
-def _explained(a: np.ndarray, m: np.ndarray, b: np.ndarray, limit: float, lighting: bool) -> bool:
-    """Camera motion (and lighting) explains a -> b, or each half a -> m and m -> b: over a long lag a zoom
-    or a fast pan moves too far for one global model, while the halves stay small. A blend of two shots
-    is explained by neither."""
-    if _motion_explains(a, b, limit, lighting):
-        return True
-    return _motion_explains(a, m, limit, lighting) and _motion_explains(m, b, limit, lighting)
 
 
 def _runs_of(hit: np.ndarray, length: int) -> np.ndarray:
