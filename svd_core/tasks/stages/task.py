@@ -131,16 +131,7 @@ class SvdTrainTask:
             )
             return out.sample
 
-        objective = self.cfg.objective
-        return edm_loss(
-            network,
-            x0,
-            objective.p_mean,
-            objective.p_std,
-            generator,
-            concat=concat,
-            log_sigmas=self._log_sigmas(),
-        )
+        return self._edm_loss(network, x0, generator, concat=concat)
 
     def _image_loss(self, model, x0, context, generator) -> torch.Tensor:
         dtype = next(model.parameters()).dtype
@@ -148,15 +139,15 @@ class SvdTrainTask:
         def network(x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
             return model(x.to(dtype), c_noise, encoder_hidden_states=context.to(dtype)).sample
 
+        return self._edm_loss(network, x0, generator, channel_dim=1)
+
+    def _edm_loss(
+        self, network: Any, x0: torch.Tensor, generator: torch.Generator, **kwargs: Any
+    ) -> torch.Tensor:
+        """`edm_loss` with this stage's noise distribution and noise conditioning."""
         objective = self.cfg.objective
         return edm_loss(
-            network,
-            x0,
-            objective.p_mean,
-            objective.p_std,
-            generator,
-            channel_dim=1,
-            log_sigmas=self._log_sigmas(),
+            network, x0, objective.p_mean, objective.p_std, generator, log_sigmas=self._log_sigmas(), **kwargs
         )
 
     def _log_sigmas(self) -> torch.Tensor | None:
