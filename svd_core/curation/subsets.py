@@ -47,12 +47,25 @@ def subset_size(rows: int, cfg: SubsetConfig) -> int:
     return max(1, min(rows, math.ceil(rows * cfg.fraction)))
 
 
+def check_subset_input(source: str, rows: int, columns: Iterable[str]) -> None:
+    """What every subset engine (pandas, DuckDB, Dask) requires of its input table."""
+    if rows == 0:
+        raise InputError(f"{source} has no rows; build LVD first or check the input path")
+    if "clip_id" not in columns:
+        raise InputError(f"{source} has no clip_id column; subsets are keyed by clip_id (see LVD_SCHEMA)")
+
+
+def duplicate_ids_error(source: str, count: int, examples: object) -> InputError:
+    """The error every subset engine raises for duplicate clip ids (a subset must be reproducible)."""
+    return InputError(
+        f"{source} has {count} duplicate clip_id(s) (e.g. {examples}); clip_id must be "
+        "unique for a reproducible subset; deduplicate LVD (re-run the LVD build)"
+    )
+
+
 def random_subset(table: pd.DataFrame, cfg: SubsetConfig, source: str = "the LVD table") -> pd.DataFrame:
     """The seeded subset of `table`, ordered by rank (independent of the input's row order)."""
-    if len(table) == 0:
-        raise InputError(f"{source} has no rows; build LVD first or check the input path")
-    if "clip_id" not in table.columns:
-        raise InputError(f"{source} has no clip_id column; subsets are keyed by clip_id (see LVD_SCHEMA)")
+    check_subset_input(source, len(table), table.columns)
     k = subset_size(len(table), cfg)
     clip_ids = table["clip_id"].tolist()  # iterating a list is ~2x faster than an Arrow-backed Series
     ranks = subset_rank(clip_ids, cfg.seed)
@@ -70,10 +83,7 @@ def _require_unique(table: pd.DataFrame, source: str) -> None:
     duplicated = table["clip_id"].duplicated()
     if duplicated.any():
         examples = table.loc[duplicated, "clip_id"].head(3).tolist()
-        raise InputError(
-            f"{source} has {int(duplicated.sum())} duplicate clip_id(s) (e.g. {examples}); clip_id must be "
-            "unique for a reproducible subset; deduplicate LVD (re-run the LVD build)"
-        )
+        raise duplicate_ids_error(source, int(duplicated.sum()), examples)
 
 
 _WORDS = ("a", "person", "dog", "city", "street", "car", "ocean", "forest", "drone", "sunset", "walking")

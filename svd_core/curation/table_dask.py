@@ -67,7 +67,7 @@ from svd_core.curation.filters import (
 )
 from svd_core.curation.funnel import QUANTILE_COLUMNS, Funnel, _number, assemble_funnel, percentile_key
 from svd_core.curation.schema import SCORE_COLUMNS
-from svd_core.curation.subsets import subset_rank, subset_size
+from svd_core.curation.subsets import check_subset_input, duplicate_ids_error, subset_rank, subset_size
 from svd_core.curation.table import MANIFEST, Part, TableSession, table_parts, write_manifest
 from svd_core.errors import ConfigError, InputError, StorageError
 
@@ -800,20 +800,14 @@ def write_subset(
     import dask
 
     source = source or table.uri
-    if table.rows == 0:
-        raise InputError(f"{source} has no rows; build LVD first or check the input path")
-    if "clip_id" not in table.columns:
-        raise InputError(f"{source} has no clip_id column; subsets are keyed by clip_id (see LVD_SCHEMA)")
+    check_subset_input(source, table.rows, table.columns)
     k = subset_size(table.rows, cfg)
     ids = table.frame(["clip_id"])
     counts = ids["clip_id"].astype(str).value_counts(split_out=max(1, len(table.parts)))
     dup_tasks = [dask.delayed(_duplicates, pure=True)(p) for p in counts.to_delayed()]
     ((dup_count, examples),) = _gather(client, [_tree(dup_tasks, _merge_duplicates)])
     if dup_count:
-        raise InputError(
-            f"{source} has {dup_count} duplicate clip_id(s) (e.g. {examples}); clip_id must be "
-            "unique for a reproducible subset; deduplicate LVD (re-run the LVD build)"
-        )
+        raise duplicate_ids_error(source, dup_count, examples)
     partitions = list(ids.to_delayed())
     rank = select_keys(client, partitions, _RankKeys(cfg.seed), {"rank": [k - 1]})["rank"][k - 1]
     tie_tasks = [dask.delayed(_at_rank, pure=True)(p, cfg.seed, rank) for p in partitions]

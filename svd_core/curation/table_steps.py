@@ -34,7 +34,7 @@ from svd_core.curation.filters import (
 )
 from svd_core.curation.funnel import QUANTILE_COLUMNS, Funnel, _number, assemble_funnel, percentile_key
 from svd_core.curation.schema import SCORE_COLUMNS
-from svd_core.curation.subsets import subset_rank, subset_size
+from svd_core.curation.subsets import check_subset_input, duplicate_ids_error, subset_rank, subset_size
 from svd_core.curation.table import TableSession, TableView, quote_ident, quote_str, sql_float
 from svd_core.errors import ConfigError, InputError
 
@@ -332,10 +332,7 @@ def write_subset(
 ) -> int:
     """Write the seeded subset of `view` (the rows and order of `subsets.random_subset`); return its size."""
     source = source or view.uri
-    if view.rows == 0:
-        raise InputError(f"{source} has no rows; build LVD first or check the input path")
-    if "clip_id" not in view.columns:
-        raise InputError(f"{source} has no clip_id column; subsets are keyed by clip_id (see LVD_SCHEMA)")
+    check_subset_input(source, view.rows, view.columns)
     k = subset_size(view.rows, cfg)
     ranks_path = session.scratch("ranks.parquet")
     schema = pa.schema([("clip_id", pa.string()), ("rank", pa.uint64())])
@@ -360,10 +357,7 @@ def write_subset(
             f"(SELECT clip_id, count(*) AS n FROM {ranks} GROUP BY clip_id HAVING count(*) > 1)"
         )
         if dup_count:
-            raise InputError(
-                f"{source} has {dup_count} duplicate clip_id(s) (e.g. {examples}); clip_id must be "
-                "unique for a reproducible subset; deduplicate LVD (re-run the LVD build)"
-            )
+            raise duplicate_ids_error(source, dup_count, examples)
     chosen = f"(SELECT clip_id, rank FROM {ranks} ORDER BY rank, clip_id LIMIT {k})"
     session.copy_to_parquet(
         f"SELECT v.* FROM {view.ident} AS v JOIN {chosen} AS s ON CAST(v.clip_id AS VARCHAR) = s.clip_id "
