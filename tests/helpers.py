@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -107,3 +109,15 @@ def browser_marks() -> list:  # type: ignore[type-arg]
             reason=f"{CHROMIUM} missing: apt-get install -y chromium chromium-driver (scripts/install_browser.sh)",
         ),
     ]
+
+
+def assert_close(want: object, got: object, path: str = "") -> None:
+    """Nested dicts equal, floats within 1e-9 relative (metrics the table engines compute two ways)."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and set(want) == set(got), path
+        for key in want:
+            assert_close(want[key], got[key], f"{path}.{key}")
+    elif isinstance(want, float):
+        assert got == pytest.approx(want, rel=1e-9), path
+    else:
+        assert got == want, path

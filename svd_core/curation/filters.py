@@ -129,18 +129,26 @@ def _duration_mask(table: pd.DataFrame, cfg: FilterConfig) -> pd.Series:
 
 def _caption_mask(table: pd.DataFrame, cfg: FilterConfig, source: str) -> pd.Series:
     rules = cfg.caption
-    mask = pd.Series(True, index=table.index)
     if rules.non_empty or rules.min_words > 0:
         _require_columns(table, ["caption"], source)
         _require_values(table, "caption", "caption.enabled", source)
+    if rules.allowed_sources is not None:
+        _require_columns(table, ["caption_source"], source)
+        _require_values(table, "caption_source", "caption.enabled", source)
+    return caption_rules_mask(table, cfg)
+
+
+def caption_rules_mask(table: pd.DataFrame, cfg: FilterConfig) -> pd.Series:
+    """Rows the caption rules keep, on a table (or partition) whose caption columns were checked."""
+    rules = cfg.caption
+    mask = pd.Series(True, index=table.index)
+    if rules.non_empty or rules.min_words > 0:
         text = table["caption"].fillna("").astype(str)
         if rules.non_empty:
             mask &= text.str.strip() != ""
         if rules.min_words > 0:
             mask &= text.str.count(r"\S+") >= rules.min_words
     if rules.allowed_sources is not None:
-        _require_columns(table, ["caption_source"], source)
-        _require_values(table, "caption_source", "caption.enabled", source)
         mask &= table["caption_source"].isin(list(rules.allowed_sources))  # null is never allowed
     return mask
 

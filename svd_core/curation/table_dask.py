@@ -61,6 +61,7 @@ from svd_core.curation.filters import (
     ResolvedThreshold,
     _duration_mask,
     _score_mask,
+    caption_rules_mask,
     nothing_kept,
     require_resolved,
     require_rows,
@@ -392,21 +393,6 @@ def exact_percentiles(
 
 
 # --- per-partition functions -------------------------------------------------------------------------
-def _caption_mask(frame: pd.DataFrame, cfg: FilterConfig) -> pd.Series:
-    """`filters._caption_mask` without its whole-table null check (done once, across partitions)."""
-    rules = cfg.caption
-    mask = pd.Series(True, index=frame.index)
-    if rules.non_empty or rules.min_words > 0:
-        text = frame["caption"].fillna("").astype(str)
-        if rules.non_empty:
-            mask &= text.str.strip() != ""
-        if rules.min_words > 0:
-            mask &= text.str.count(r"\S+") >= rules.min_words
-    if rules.allowed_sources is not None:
-        mask &= frame["caption_source"].isin(list(rules.allowed_sources))
-    return mask
-
-
 def _masks(
     frame: pd.DataFrame, cfg: FilterConfig, thresholds: dict[str, ResolvedThreshold]
 ) -> dict[str, np.ndarray]:
@@ -417,7 +403,7 @@ def _masks(
         if name == "duration":
             mask = _duration_mask(frame, cfg)
         elif name == "caption":
-            mask = _caption_mask(frame, cfg)
+            mask = caption_rules_mask(frame, cfg)  # the null check ran once, across partitions
         else:
             mask = _score_mask(frame, thresholds[name], cfg.drop_missing_scores)
         out[name] = mask.to_numpy(dtype=bool, na_value=False)

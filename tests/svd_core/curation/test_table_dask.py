@@ -19,6 +19,7 @@ from svd_core.curation.publish import write_table
 from svd_core.curation.subsets import synthetic_lvd_table
 from svd_core.curation.table import Part, table_session, write_manifest
 from svd_core.errors import ConfigError, InputError
+from tests.helpers import assert_close
 
 distributed = pytest.importorskip("distributed")
 
@@ -102,7 +103,7 @@ def test_filter_and_funnel_equal_the_duckdb_engine(
                     None if w is None else pytest.approx(w, rel=1e-12)
                 )
         assert got_ids == want_ids  # the same rows, in input order
-        _assert_close(want_funnel.metrics, got_funnel.metrics)
+        assert_close(want_funnel.metrics, got_funnel.metrics)
     assert written.rows == got.kept_rows == len(got_ids)
     assert len(got_ids) == len(set(got_ids))
 
@@ -223,17 +224,6 @@ def test_a_bad_scheduler_address_names_the_setting() -> None:
         pass
 
 
-def _assert_close(want: object, got: object, path: str = "") -> None:
-    if isinstance(want, dict):
-        assert isinstance(got, dict) and set(want) == set(got), path
-        for key in want:
-            _assert_close(want[key], got[key], f"{path}.{key}")
-    elif isinstance(want, float):
-        assert got == pytest.approx(want, rel=1e-9), path
-    else:
-        assert got == want, path
-
-
 def test_build_filtered_on_dask_publishes_what_duckdb_publishes(
     client: Any, parts: str, tmp_path: Path
 ) -> None:
@@ -252,7 +242,7 @@ def test_build_filtered_on_dask_publishes_what_duckdb_publishes(
     )
     on_dask = build_filtered(parts, str(tmp_path / "dask"), FilterConfig(), subset, passed, engine=engine)
     on_duckdb = build_filtered(parts, str(tmp_path / "duckdb"), FilterConfig(), subset, passed)
-    _assert_close(on_duckdb["thresholds"], on_dask["thresholds"])
+    assert_close(on_duckdb["thresholds"], on_dask["thresholds"])
     assert on_dask["lvd_rows"] == on_duckdb["lvd_rows"]
     for name, dataset in on_duckdb["datasets"].items():
         assert on_dask["datasets"][name]["rows"] == dataset["rows"], name
@@ -260,7 +250,7 @@ def test_build_filtered_on_dask_publishes_what_duckdb_publishes(
         want = read_current_table(str(tmp_path / "duckdb"), name)
         assert got.clip_id.tolist() == want.clip_id.tolist(), name
         if dataset["funnel"]:
-            _assert_close(dataset["funnel"], on_dask["datasets"][name]["funnel"])
+            assert_close(dataset["funnel"], on_dask["datasets"][name]["funnel"])
     assert not [p for p in staging.rglob("*") if p.is_file()]  # staged parts removed once merged
     with pytest.raises(ConfigError, match=r"engine\.dask_staging_uri is required"):
         build_filtered(

@@ -18,6 +18,7 @@ from svd_core.curation.publish import write_table
 from svd_core.curation.subsets import synthetic_lvd_table
 from svd_core.curation.table import MANIFEST, Part, TableSession, table_session, write_manifest
 from svd_core.errors import ConfigError, InputError
+from tests.helpers import assert_close
 
 
 @pytest.fixture(scope="module")
@@ -108,19 +109,8 @@ def test_filters_and_funnel_match_pandas(lvd: pd.DataFrame, parts: str, override
         kept = pd.read_parquet(kept_path)
         assert kept.clip_id.tolist() == expected.kept.clip_id.tolist()  # same rows, same order
         got_funnel = table_steps.compute_funnel(session, result, c)
-    _assert_close(expected_funnel.metrics, got_funnel.metrics)
+    assert_close(expected_funnel.metrics, got_funnel.metrics)
     assert list(got_funnel.steps.columns) == list(expected_funnel.steps.columns)
-
-
-def _assert_close(want: object, got: object, path: str = "") -> None:
-    if isinstance(want, dict):
-        assert isinstance(got, dict) and set(want) == set(got), path
-        for key in want:
-            _assert_close(want[key], got[key], f"{path}.{key}")
-    elif isinstance(want, float):
-        assert got == pytest.approx(want, rel=1e-9), path
-    else:
-        assert got == want, path
 
 
 def test_approximate_percentiles_stay_close(lvd: pd.DataFrame, parts: str) -> None:
