@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -210,16 +210,9 @@ def next_task(db: Database | str, token: str) -> dict[str, Any]:
         }
         if rater.acknowledged_at is None:
             return state
-        voted = select(VoteRow.task_pk).where(VoteRow.rater_pk == rater.id)
-        row = session.execute(
-            select(TaskRow, AssignmentRow)
-            .join(AssignmentRow, AssignmentRow.task_pk == TaskRow.id)
-            .where(AssignmentRow.rater_pk == rater.id, TaskRow.id.not_in(voted))
-            .order_by(AssignmentRow.position)
-            .limit(1)
-        ).first()
+        row = session.execute(_open_assignments(rater.id).limit(1)).first()
         if row is not None:
-            task, assignment = row
+            assignment, task = row
             now = utc_now()
             if assignment.issued_at is None:
                 assignment.issued_at = now
@@ -541,13 +534,7 @@ def reassign_open_tasks(
             )
         if not candidates:
             raise InputError(f"study {study_id!r} has no other rater with a working link to take the tasks")
-        voted = select(VoteRow.task_pk).where(VoteRow.rater_pk == dropout.id)
-        open_rows = session.execute(
-            select(AssignmentRow, TaskRow)
-            .join(TaskRow, TaskRow.id == AssignmentRow.task_pk)
-            .where(AssignmentRow.rater_pk == dropout.id, AssignmentRow.task_pk.not_in(voted))
-            .order_by(AssignmentRow.position)
-        ).all()
+        open_rows = session.execute(_open_assignments(dropout.id)).all()
         state = {c.id: _queue_state(session, c) for c in candidates}
         moved: dict[str, list[str]] = {}
         unplaced: list[str] = []
@@ -567,6 +554,17 @@ def reassign_open_tasks(
         return {"moved": moved, "unplaced": unplaced}
 
     return _run(db, write)
+
+
+def _open_assignments(rater_pk: int) -> Select[AssignmentRow, TaskRow]:
+    """(assignment, task) rows of a rater's queue not voted on yet, in queue order (a select)."""
+    voted = select(VoteRow.task_pk).where(VoteRow.rater_pk == rater_pk)
+    return (
+        select(AssignmentRow, TaskRow)
+        .join(TaskRow, TaskRow.id == AssignmentRow.task_pk)
+        .where(AssignmentRow.rater_pk == rater_pk, AssignmentRow.task_pk.not_in(voted))
+        .order_by(AssignmentRow.position)
+    )
 
 
 def _queue_state(session: Session, rater: RaterRow) -> dict[str, Any]:
