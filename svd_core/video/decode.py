@@ -151,17 +151,9 @@ def _probe_stream(container: av.container.InputContainer, source: str, cfg: Deco
         fps = stream.frames / duration
     if fps <= 0:
         raise BadVideo(source, "probe", "video stream has no frame rate and no timing to derive one")
-    sar_frac = stream.codec_context.sample_aspect_ratio or stream.sample_aspect_ratio
-    sar = float(sar_frac) if sar_frac and sar_frac > 0 else 1.0
     codec = stream.codec_context
     first = _first_frame(container, stream)
-    rotation = _quarter_turns(first.rotation) * 90 if first is not None else 0
-    disp_w, disp_h = max(2, round(width * sar)), height
-    if rotation % 180:
-        disp_w, disp_h = disp_h, disp_w
-    # Colour tags: the frame's (what the bitstream says), else the container's.
-    trc = _tag(first.color_trc if first is not None else None, codec.color_trc)
-    primaries = _tag(first.color_primaries if first is not None else None, codec.color_primaries)
+    display = _Display.of(stream, first, width, height)
     flagged = first is not None and bool(first.interlaced_frame)
     interlaced = flagged or (codec.field_order or 0) in INTERLACED_FIELD_ORDERS
     deinterlace: Literal["none", "flagged", "all"] = "none"
@@ -169,19 +161,45 @@ def _probe_stream(container: av.container.InputContainer, source: str, cfg: Deco
         deinterlace = "flagged" if flagged else "all"
     return VideoProbe(
         codec.name,
-        disp_w,
-        disp_h,
+        display.size[0],
+        display.size[1],
         fps,
         duration,
         int(stream.frames or 0),
-        rotation,
-        sar,
+        display.rotation,
+        display.sar,
         codec.pix_fmt or "yuv420p",
-        source_transfer(trc),
-        primaries,
+        display.transfer,
+        display.primaries,
         interlaced,
         deinterlace,
     )
+
+
+@dataclass(frozen=True)
+class _Display:
+    """How a stream's frames are shown: rotation, pixel aspect, display size and colour tags."""
+
+    rotation: int
+    sar: float
+    size: tuple[int, int]
+    transfer: Transfer
+    primaries: int
+
+    @classmethod
+    def of(cls, stream: av.VideoStream, frame: av.VideoFrame | None, width: int, height: int) -> _Display:
+        """From the stream and a decoded frame (None: no rotation, the container's colour tags)."""
+        codec = stream.codec_context
+        sar_frac = codec.sample_aspect_ratio or stream.sample_aspect_ratio
+        sar = float(sar_frac) if sar_frac and sar_frac > 0 else 1.0
+        rotation = _quarter_turns(frame.rotation) * 90 if frame is not None else 0
+        size = (max(2, round(width * sar)), height)
+        if rotation % 180:
+            size = (size[1], size[0])
+        # Colour tags: the frame's (what the bitstream says), else the container's.
+        trc = _tag(frame.color_trc if frame is not None else None, codec.color_trc)
+        primaries = _tag(frame.color_primaries if frame is not None else None, codec.color_primaries)
+        return cls(rotation, sar, size, source_transfer(trc), primaries)
 
 
 def _tag(frame_value: int | None, stream_value: int | None) -> int:
@@ -357,15 +375,8 @@ class DisplayConverter:
     @classmethod
     def for_frame(cls, stream: av.VideoStream, frame: av.VideoFrame) -> DisplayConverter:
         """From a stream and one of its decoded frames (the frame's tags, else the stream's), at display size."""
-        codec = stream.codec_context
-        sar_frac = codec.sample_aspect_ratio or stream.sample_aspect_ratio
-        sar = float(sar_frac) if sar_frac and sar_frac > 0 else 1.0
-        rotation = _quarter_turns(frame.rotation) * 90
-        size = (max(2, round(frame.width * sar)), frame.height)
-        if rotation % 180:
-            size = (size[1], size[0])
-        transfer = source_transfer(_tag(frame.color_trc, codec.color_trc))
-        return cls(rotation, size, transfer, _tag(frame.color_primaries, codec.color_primaries))
+        display = _Display.of(stream, frame, frame.width, frame.height)
+        return cls(display.rotation, display.size, display.transfer, display.primaries)
 
     def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
         if self.sdr is not None:

@@ -344,7 +344,8 @@ class Proposals(NamedTuple):
     """Clear jumps the jump rule decides alone (no network)."""
     gradual: list[tuple[int, int]]
     """The spans proposed as possible gradual transitions (merged; also inside `spans`): where the network
-    is asked again at a lower frame rate when it finds nothing at the full rate (`gradual_strides`)."""
+    is asked again at a lower frame rate when it finds nothing, or only a weak gradual transition, at the
+    full rate (`gradual_strides`, `gradual_stride_below`)."""
 
 
 def propose(frames: np.ndarray, lo: int, hi: int, fps: float, cfg: TransNetConfig) -> Proposals:
@@ -529,7 +530,7 @@ def transitions(
         spans = [_span(*f) for f in found]
         for cut, lo, hi in _runs(single, many, x, cfg, window, first_index, cfg.fade_threshold):
             a, b = _span(cut, lo, hi)
-            if cut.kind == "fade" and not any(s_lo <= b and a <= s_hi for s_lo, s_hi in spans):
+            if cut.kind == "fade" and not _overlaps((a, b), spans):
                 found.append((cut, lo, hi))
                 spans.append((a, b))
     # Hard cuts the network scored low: a jump that stands out strongly and is not a flash.
@@ -738,7 +739,8 @@ def strided_transitions(
     stats: TransNetStats | None = None,
 ) -> list[tuple[Cut, int, int]]:
     """Dissolves and fades the network finds on every k-th frame (k in `cfg.gradual_strides`) around the
-    gradual proposals (spans within `frames`) where nothing was found yet (`taken`: stream-index spans).
+    gradual proposals (spans within `frames`) away from what is already decided there (`taken`:
+    stream-index spans of cuts handed out, hard cuts and confident gradual ones).
 
     TransNetV2 learned dissolves up to about a second long; on every 2nd frame a 2 s dissolve looks like a
     1 s one. Each proposal is predicted once per stride, in a window of 2 x STRIDED_HALF + 1 frames at the
@@ -751,7 +753,7 @@ def strided_transitions(
     reach = max(cfg.gradual_strides, default=0) * STRIDED_HALF
     for g_lo, g_hi in gradual:
         a, b = g_lo + first, g_hi - 1 + first
-        if any(lo - reach <= b and a <= hi + reach for lo, hi in taken + [_span(*f) for f in out]):
+        if _overlaps((a - reach, b + reach), taken + [_span(*f) for f in out]):
             continue  # a transition already found there (or from a neighbouring proposal)
         for stride in cfg.gradual_strides:
             hits, idx = _strided_hits(model, frames, (g_lo + g_hi) // 2, stride, cfg, fps, stats)
