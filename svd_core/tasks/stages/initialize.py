@@ -108,9 +108,8 @@ def _fit_parent_unet(unet: torch.nn.Module, cfg: TrainStageConfig, preset: Model
     return widened
 
 
-def _load_image_unet(uri: str, cache_dir: str | None) -> tuple[UNet2DConditionModel, Components | None, str]:
-    """The 2D UNet at `uri`, its other components when `uri` is a whole stage-I folder, and the noise
-    conditioning it was trained on (a folder without our svd_model.json: discrete-time, as SD 2.1)."""
+def _load_image_unet(uri: str, cache_dir: str | None) -> tuple[UNet2DConditionModel, Components | None]:
+    """The 2D UNet at `uri` and, when `uri` is a whole stage-I folder, its other components."""
     folder = resolve_folder(uri, cache_dir, (MODEL_INDEX, "config.json"))
     if (folder / MODEL_INDEX).is_file():
         comp = load_components(folder)
@@ -120,16 +119,21 @@ def _load_image_unet(uri: str, cache_dir: str | None) -> tuple[UNet2DConditionMo
         align_norm_eps(unet)
     if not isinstance(unet, UNet2DConditionModel):
         raise InputError(f"init.image_unet_uri {uri} holds a {type(unet).__name__}, not a 2D image UNet")
+    return unet, comp
+
+
+def _noise_conditioning_of(folder: Path) -> str:
+    """What the image UNet in `folder` was trained on: our exports record it (older ones were all
+    continuous); a folder without our svd_model.json is third-party and discrete-time (SD 2.1)."""
     info = read_model_info(folder)
-    conditioning = str(info.get("noise_conditioning", "continuous")) if info else "discrete"
-    return unet, comp, conditioning
+    return str(info.get("noise_conditioning", "continuous")) if info else "discrete"
 
 
 def _image_parent(cfg: TrainStageConfig, preset: ModelPreset) -> tuple[UNet2DConditionModel, Components]:
     """The image UNet at init.image_unet_uri and the components that go with it (init.pipeline_uri, else
     the stage-I folder's, else built from the preset)."""
     assert cfg.init.image_unet_uri is not None  # required for kind=inflate/import (the config validates it)
-    image_unet, stage_one, _ = _load_image_unet(cfg.init.image_unet_uri, cfg.init.cache_dir)
+    image_unet, stage_one = _load_image_unet(cfg.init.image_unet_uri, cfg.init.cache_dir)
     if cfg.init.pipeline_uri:
         return image_unet, load_components(cfg.init.pipeline_uri, cfg.init.cache_dir)
     if stage_one is not None:
@@ -148,8 +152,7 @@ def check_noise_conditioning(cfg: TrainStageConfig) -> None:
     if cfg.init.kind != "inflate" or cfg.init.image_unet_uri is None:
         return
     folder = resolve_folder(cfg.init.image_unet_uri, cfg.init.cache_dir, (MODEL_INDEX, "config.json"))
-    info = read_model_info(folder)
-    parent = str(info.get("noise_conditioning", "continuous")) if info else "discrete"
+    parent = _noise_conditioning_of(folder)
     wanted = cfg.objective.noise_conditioning
     if parent != wanted:
         raise ConfigError(
